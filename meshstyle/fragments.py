@@ -16,6 +16,7 @@ from .cameras import Camera
 class Fragments:
     uv: torch.Tensor          # (H,W,2) float32, OBJ convention; 0 where mask is False
     face_id: torch.Tensor     # (H,W) int64, -1 where nothing was hit
+    bary: torch.Tensor        # (H,W,3) float32 barycentric weights of the face's 3 corners
     depth: torch.Tensor       # (H,W) float32 z-depth in metres (camera z), 0 where mask is False
     normal: torch.Tensor      # (H,W,3) float32 world-space unit normal, facing the camera
     cos_angle: torch.Tensor   # (H,W) float32 in [0,1]: |cos| between view ray and normal
@@ -35,7 +36,7 @@ class Fragments:
         return Fragments(**{name: getattr(self, name).to(device) for name in FIELDS})
 
 
-FIELDS = ("uv", "face_id", "depth", "normal", "cos_angle", "footprint", "mask")
+FIELDS = ("uv", "face_id", "bary", "depth", "normal", "cos_angle", "footprint", "mask")
 
 
 @dataclass
