@@ -1,4 +1,43 @@
-"""meshstyle: repaint the texture of a 3D mesh in the style of a painting."""
+"""meshstyle: repaint the texture of a 3D mesh in the style of a painting.
+
+The library API (the CLI is a thin layer over it)::
+
+    import meshstyle as ms
+    scene = ms.load_scene("room.ply")            # or a scan folder, or ms.scenes.demo_room()
+    result = ms.stylize(scene, style="starry.jpg", config=ms.StylizeConfig(...))
+    result.save("out/")
+    frames = ms.render(result, cameras=ms.cameras.orbit(scene, n=36))
+
+Heavy modules (torch, open3d) load on first use, so `meshstyle --version` stays instant.
+"""
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "StylizeConfig": ("meshstyle.config", "StylizeConfig"),
+    "load_scene": ("meshstyle.loaders", "load_scene"),
+    "stylize": ("meshstyle.pipeline", "stylize"),
+    "render": ("meshstyle.result", "render"),
+    "load_result": ("meshstyle.result", "load_result"),
+    "StylizeResult": ("meshstyle.result", "StylizeResult"),
+    "InputError": ("meshstyle.errors", "InputError"),
+    "cameras": ("meshstyle.cameras", None),
+    "scenes": ("scenes", None),
+    "styles": ("meshstyle.styles", None),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'meshstyle' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value

@@ -65,6 +65,11 @@ class LossConfig:
     depth_aware: bool = True
     angle_aware: bool = True
     angle_threshold_deg: float = 75.0  # beyond this view angle, pixels get no gradient
+    reference_depth: float = 0.0       # metres at which the coarsest level has the stroke size; 0 = auto
+    reference_depth_quantile: float = 0.25  # auto reference depth: this quantile of all views' depths
+    min_level_share: float = 0.03      # skip a view's level holding less of its style weight than this
+    patch_margin: int = 16             # context pixels around each level's crop
+    min_patch_size: int = 48           # smallest crop side fed to VGG
 
 
 @dataclass
