@@ -63,6 +63,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         overrides.append(f"scene.mesh={args.mesh}")
     if args.frames:
         overrides.append(f"scene.frames={args.frames}")
+    if args.intrinsics:
+        overrides.append(f"scene.intrinsics={args.intrinsics}")
     config = build_config(args.config, overrides, flags)
     _check_device(config.device)
     out = Path(args.out) if args.out else Path(f"stylized-{Path(str(args.scene)).stem or 'scene'}")
@@ -247,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--device", help="cpu or cuda")
     stylize.add_argument("--mesh", help="which mesh inside a scan folder with several")
     stylize.add_argument("--frames", help="frame subset of a scan: start:stop:step or i,j,k")
+    stylize.add_argument("--intrinsics", metavar="FILE", help="intrinsics of a scan without its own (3x3/4x4 or info.txt)")
     stylize.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     stylize.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     stylize.add_argument("--eval", action="store_true", help="run `meshstyle eval` on the result")

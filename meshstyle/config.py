@@ -18,6 +18,7 @@ from .errors import InputError
 class SceneConfig:
     mesh: str | None = None            # which mesh file inside a scan folder with several
     frames: str | None = None          # frame subset of a scan: "0:200:5" (start:stop:step) or "0,5,10"
+    intrinsics: str | None = None      # a scan's intrinsics file (3x3/4x4 matrix or BundleFusion info.txt)
     reunwrap: bool = False             # ignore an existing UV atlas and unwrap again
     max_atlas_faces: int = 150_000     # decimate above this for the UV atlas (time budget)
 
@@ -67,6 +68,7 @@ class LossConfig:
     angle_threshold_deg: float = 75.0  # beyond this view angle, pixels get no gradient
     reference_depth: float = 0.0       # metres at which the coarsest level has the stroke size; 0 = auto
     reference_depth_quantile: float = 0.25  # auto reference depth: this quantile of all views' depths
+    level_blend: float = 0.5           # width (in levels) of the depth cross-fade between two levels
     min_level_share: float = 0.03      # skip a view's level holding less of its style weight than this
     patch_margin: int = 16             # context pixels around each level's crop
     min_patch_size: int = 48           # smallest crop side fed to VGG
@@ -79,6 +81,8 @@ class OptimConfig:
     lr_decay: float = 0.1              # final lr = lr * lr_decay (exponential)
     views_per_step: int = 1
     checkpoint_every_s: float = 120.0
+    precision: str = "float32"         # VGG convolutions: float32 | bfloat16 (autocast; CPUs with AVX-512 BF16)
+    channels_last: bool = False        # VGG activations in NHWC memory layout
 
 
 @dataclass

@@ -14,8 +14,10 @@ views; see `reference_depth`). In pyramid-level units (level k has height h_0 * 
     level(d) = log(d / d_0) / log(s),   clipped to [0, levels - 1].
 
 Each pixel's weight is split between the two nearest levels by linear interpolation in that
-log-height: w_k = max(0, 1 - |level(d) - k|). The weights of one surface point sum to 1 over the
-levels, so no part of the surface is counted twice. Far pixels go to the finer (higher) levels,
+log-height, cross-fading over a band `level_blend` levels wide centred half-way between them
+(w_k = clip(0.5 + (0.5 - |level(d) - k|) / blend, 0, 1); blend = 1 is plain linear interpolation).
+The weights of one surface point sum to 1 over the levels, so no part of the surface is counted
+twice; a narrow band keeps the levels' pixel sets, and so their VGG crops, mostly apart. Far pixels go to the finer (higher) levels,
 near ones to the coarse level; beyond the pyramid's range the nearest end level takes them.
 
 VGG then runs per level only on the bounding box(es) of the pixels with weight at that level, plus
@@ -53,6 +55,7 @@ class LevelPatch:
     uv: torch.Tensor          # (h,w,2) crop of the level's UVs
     footprint: torch.Tensor   # (h,w) crop of the level's texel footprint
     mask: torch.Tensor        # (h,w) bool crop of the level's coverage
+    share: float = 1.0        # this patch's part of the view's style weight (patches sum to 1)
 
     @property
     def pixels(self) -> int:
@@ -78,10 +81,17 @@ def level_of_depth(depth: torch.Tensor, reference: float, raster: RasterConfig) 
     return level.clamp(0.0, float(top))
 
 
-def depth_weights(fragments: Fragments, level: int, reference: float, raster: RasterConfig) -> torch.Tensor:
-    """(H,W) share of each pixel of `fragments` (rendered at pyramid `level`) that belongs to that level."""
+def depth_weights(fragments: Fragments, level: int, reference: float, raster: RasterConfig,
+                  blend: float = 1.0) -> torch.Tensor:
+    """(H,W) share of each pixel of `fragments` (rendered at pyramid `level`) that belongs to that level.
+
+    `blend` is the width, in levels, of the cross-fade centred half-way between two levels: 1 is
+    the plain linear interpolation, smaller values give each level more pixels of its own (and VGG
+    smaller crops) at the price of a sharper hand-over.
+    """
     wanted = level_of_depth(fragments.depth, reference, raster)
-    share = (1.0 - (wanted - level).abs()).clamp_min(0.0)
+    distance = (wanted - level).abs()
+    share = ((0.5 - distance) / max(blend, 1e-6) + 0.5).clamp(0.0, 1.0)
     return share * fragments.mask.to(torch.float32)
 
 
@@ -110,8 +120,8 @@ def split_by_depth(pyramid: ViewPyramid, config: LossConfig, raster: RasterConfi
     base_height = pyramid.levels[0].height
     weights: list[torch.Tensor] = []
     for index, fragments in enumerate(levels):
-        share = depth_weights(fragments, index, reference, raster) if config.depth_aware else \
-            fragments.mask.to(torch.float32)
+        share = depth_weights(fragments, index, reference, raster, config.level_blend) \
+            if config.depth_aware else fragments.mask.to(torch.float32)
         weights.append(share * angle_weight(fragments, config))
     # Compare levels in coarsest-level pixel units: a level-k pixel is (h_0/h_k)^2 of one.
     area = [float(w.sum()) * (base_height / f.height) ** 2 for w, f in zip(weights, levels)]
@@ -122,39 +132,95 @@ def split_by_depth(pyramid: ViewPyramid, config: LossConfig, raster: RasterConfi
     for index, (fragments, weight) in enumerate(zip(levels, weights)):
         if area[index] < config.min_level_share * total:
             continue
-        for box in active_boxes(weight > 0, config.patch_margin, config.min_patch_size):
-            y0, y1, x0, x1 = box
+        pixel_area = (base_height / fragments.height) ** 2
+        for crop in active_boxes(weight > 0, config.patch_margin, config.min_patch_size):
+            y0, y1, x0, x1 = crop.box
+            # Weight only the crop's own pixels: margins overlapping a neighbour's core are context.
+            own = torch.zeros_like(weight)
+            own[crop.core[0]:crop.core[1], crop.core[2]:crop.core[3]] = 1.0
+            crop_weight = (weight * own)[y0:y1, x0:x1]
             patches.append(LevelPatch(
-                level=index, box=box,
-                weight=weight[y0:y1, x0:x1].contiguous()[None, None],
+                level=index, box=crop.box,
+                weight=crop_weight.contiguous()[None, None],
                 uv=fragments.uv[y0:y1, x0:x1].contiguous(),
                 footprint=fragments.footprint[y0:y1, x0:x1].contiguous(),
-                mask=fragments.mask[y0:y1, x0:x1].contiguous()))
+                mask=fragments.mask[y0:y1, x0:x1].contiguous(),
+                share=float(crop_weight.sum()) * pixel_area))
+    # Skipped levels drop out, so the kept patches share the view's weight among themselves.
+    kept = sum(patch.share for patch in patches)
+    for patch in patches:
+        patch.share /= kept
     return patches
 
 
-def active_boxes(active: torch.Tensor, margin: int, min_size: int) -> list[Box]:
-    """Bounding boxes (with `margin` of context) of the active pixels of an (H,W) mask.
+@dataclass(frozen=True)
+class Crop:
+    """A VGG crop: `box` (with context margin) around the active pixels of its `core` rectangle.
 
-    Column runs separated by a gap wider than two margins become separate boxes (far pixels often
-    sit in two strips, left and right of a near object); within each the row range is the active
-    rows' span. Boxes grow to at least `min_size` (VGG's deepest style layer is 1/16 resolution).
+    Cores partition the image, so every active pixel belongs to exactly one crop; the margins of
+    neighbouring crops may overlap, but there they only give context, not weight."""
+    box: Box
+    core: Box
+
+
+CELL = 8   # pixels per occupancy cell when searching for crops
+
+
+def active_boxes(active: torch.Tensor, margin: int, min_size: int, max_depth: int = 3,
+                 min_saving: float = 0.15) -> list[Crop]:
+    """Crops covering the active pixels of an (H,W) mask with little inactive area.
+
+    Starting from the bounding box, a box is cut in two (guillotine cut across rows or columns, at
+    the place that leaves the least total crop area, margins included) when that saves at least
+    `min_saving` of its area, up to `max_depth` cuts deep: far pixels often form a band across the
+    middle of the image and near ones a frame around it, whose single bounding box is the whole
+    image. Crops grow to at least `min_size` (VGG's deepest style layer is 1/16 resolution).
     """
-    active_np = active.cpu().numpy()
+    active_np = active.cpu().numpy().astype(bool)
     height, width = active_np.shape
-    columns = np.flatnonzero(active_np.any(axis=0))
-    if columns.size == 0:
+    if not active_np.any():
         return []
-    breaks = np.flatnonzero(np.diff(columns) > 2 * margin + 1)
-    starts = np.concatenate([[columns[0]], columns[breaks + 1]])
-    ends = np.concatenate([columns[breaks], [columns[-1]]])
-    boxes: list[Box] = []
-    for first, last in zip(starts, ends):
-        rows = np.flatnonzero(active_np[:, first:last + 1].any(axis=1))
-        y0, y1 = _grow(rows[0] - margin, rows[-1] + 1 + margin, min_size, height)
-        x0, x1 = _grow(first - margin, last + 1 + margin, min_size, width)
-        boxes.append((y0, y1, x0, x1))
-    return boxes
+    grid_h, grid_w = -(-height // CELL), -(-width // CELL)
+    padded = np.zeros((grid_h * CELL, grid_w * CELL), dtype=bool)
+    padded[:height, :width] = active_np
+    cells = padded.reshape(grid_h, CELL, grid_w, CELL).any(axis=(1, 3))
+
+    def crop_area(box_cells: tuple[int, int, int, int]) -> float:
+        y0, y1, x0, x1 = box_cells
+        return (min((y1 - y0) * CELL + 2 * margin, height)) * (min((x1 - x0) * CELL + 2 * margin, width))
+
+    def bounds(y0: int, y1: int, x0: int, x1: int) -> tuple[int, int, int, int] | None:
+        region = cells[y0:y1, x0:x1]
+        rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+        if rows.size == 0:
+            return None
+        return y0 + rows[0], y0 + rows[-1] + 1, x0 + cols[0], x0 + cols[-1] + 1
+
+    def split(core: tuple[int, int, int, int], depth: int) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+        tight = bounds(*core)
+        if tight is None:
+            return []
+        y0, y1, x0, x1 = tight
+        best_cost, best_halves = crop_area(tight), None
+        for axis in (0, 1):
+            low, high = (y0, y1) if axis == 0 else (x0, x1)
+            for cut in range(low + 1, high):
+                halves = ((core[0], cut, core[2], core[3]), (cut, core[1], core[2], core[3])) if axis == 0 \
+                    else ((core[0], core[1], core[2], cut), (core[0], core[1], cut, core[3]))
+                cost = sum(crop_area(b) for b in map(lambda h: bounds(*h), halves) if b is not None)
+                if cost < best_cost:
+                    best_cost, best_halves = cost, halves
+        if depth >= max_depth or best_halves is None or best_cost > (1 - min_saving) * crop_area(tight):
+            return [(core, tight)]
+        return [piece for half in best_halves for piece in split(half, depth + 1)]
+
+    crops = []
+    for core, tight in split((0, grid_h, 0, grid_w), 0):
+        y0, y1 = _grow(tight[0] * CELL - margin, min(tight[1] * CELL, height) + margin, min_size, height)
+        x0, x1 = _grow(tight[2] * CELL - margin, min(tight[3] * CELL, width) + margin, min_size, width)
+        core_px = (core[0] * CELL, min(core[1] * CELL, height), core[2] * CELL, min(core[3] * CELL, width))
+        crops.append(Crop(box=(y0, y1, x0, x1), core=core_px))
+    return crops
 
 
 def _grow(start: int, stop: int, min_size: int, limit: int) -> tuple[int, int]:

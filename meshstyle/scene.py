@@ -19,6 +19,9 @@ class Photo:
     color_path: Path
     depth_path: Path | None = None   # 16-bit millimetres, same pixel grid as the camera
     name: str = ""
+    # The depth image's own camera (same pose) when its intrinsics differ from the colour camera's
+    # (ScanNet, BundleFusion); None = the colour camera scaled to the depth image's size.
+    depth_camera: Camera | None = None
 
 
 @dataclass

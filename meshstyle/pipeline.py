@@ -1,0 +1,261 @@
+"""`stylize()`: scene + style image -> stylized texture, one stage after another.
+
+atlas + initial texture -> cameras (training + holdout) -> view pyramids (disk-cached) -> style
+targets and per-view patches with content targets -> optimisation -> `StylizeResult`.
+Every random choice draws from generators seeded by `config.seed`.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from .atlas import Atlas, atlas_info, bake_texture, make_atlas
+from .cameras import Camera, filter_views, for_scene
+from .config import StylizeConfig
+from .errors import InputError
+from .fragments import ViewPyramid
+from .losses import match_colors, style_targets
+from .optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
+                       render_patch, steps_per_second)
+from .patches import LevelPatch, reference_depth, split_by_depth
+from .progress import log, progress
+from .raster import Rasterizer, view_pyramids
+from .result import StylizeResult
+from .scans import content_target, default_texture_size, select_frames
+from .scene import Photo, Scene, TexturedMesh
+from .styles import load_style
+from .texture import LaplacianTexture
+from .vgg import load_vgg
+
+CHECKPOINT_NAME = "checkpoint.pt"
+ASPECT = 4 / 3   # width / height of generated cameras
+
+
+def quick_config() -> StylizeConfig:
+    """A smoke-test run (`meshstyle demo --quick`): under a minute on 2 cores, style still visible."""
+    config = StylizeConfig()
+    config.cameras.views = 6
+    config.cameras.holdout = 2
+    config.raster.image_height = 128
+    config.raster.levels = 2
+    config.texture.size = 512
+    config.loss.style_scales = (1.0,)
+    config.loss.style_size = 256
+    config.optim.iters = 40
+    config.optim.lr = 0.03
+    return config
+
+
+@dataclass
+class Prepared:
+    """Everything the optimisation needs, built once per run by `prepare`."""
+    atlas: Atlas
+    initial: np.ndarray               # (H,W,3) float32 initial texture (the mesh's own colours)
+    train_cameras: list[Camera]
+    holdout: list[Camera]
+    views: list[TrainView]
+    holdout_views: list[TrainView]
+    objective: Objective
+    style_image: np.ndarray           # (H,W,3) as used for the style targets
+    info: dict[str, Any]
+    timings: dict[str, float]
+
+    @property
+    def initial_tensor(self) -> torch.Tensor:
+        return torch.from_numpy(self.initial).permute(2, 0, 1).contiguous()
+
+
+def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig | None = None,
+            out_dir: Path | None = None, resume: bool = False) -> StylizeResult:
+    """Repaint `scene`'s texture in the style of `style` (image file, built-in name or (H,W,3) array)."""
+    config = config if config is not None else StylizeConfig()
+    checkpoint_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
+    if resume and checkpoint_path is None:
+        raise InputError(None, "resume needs the run folder (out_dir) that holds checkpoint.pt")
+    resume_state = load_checkpoint(checkpoint_path) if resume else None
+    prepared = prepare(scene, style, config)
+    timings = prepared.timings
+    device = torch.device(config.device)
+    with stage("optimise", timings):
+        texture = LaplacianTexture(prepared.initial_tensor.to(device), config.texture.pyramid_levels)
+        outcome = optimize(texture, prepared.views, prepared.objective, config.optim, config.seed,
+                           checkpoint_path=checkpoint_path, resume=resume_state)
+    info = dict(prepared.info)
+    info["steps"] = len(outcome.history)
+    info["steps_per_s"] = steps_per_second(outcome.history[len(outcome.history) - outcome.steps_run:])
+    if prepared.holdout_views:
+        # Style loss on views never trained on: how well the style carries over to new viewpoints.
+        before = evaluate_views(prepared.initial_tensor.to(device), prepared.holdout_views, prepared.objective)
+        after = evaluate_views(outcome.texture, prepared.holdout_views, prepared.objective)
+        info["holdout_style_loss"] = {"initial": before.style, "final": after.style}
+        info["holdout_content_loss"] = {"initial": before.content, "final": after.content}
+    stylized = outcome.texture.permute(1, 2, 0).cpu().numpy().astype(np.float32)
+    atlas = prepared.atlas
+    return StylizeResult(
+        mesh=TexturedMesh(scene.vertices, scene.faces, atlas.uv, stylized),
+        original=TexturedMesh(scene.vertices, scene.faces, atlas.uv, prepared.initial),
+        cameras=prepared.train_cameras, holdout=prepared.holdout, style_image=prepared.style_image,
+        config=config, scene=scene, history=outcome.history, timings=timings, info=info,
+        checkpoint=outcome.checkpoint)
+
+
+def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig) -> Prepared:
+    """Atlas, cameras, view pyramids, style targets and per-view patches: all but the optimisation."""
+    configure_torch(config)
+    device = torch.device(config.device)
+    content_source = content_source_for(scene, config)
+    timings: dict[str, float] = {}
+    with stage("atlas", timings):
+        size = config.texture.size or default_texture_size(scene, config.texture.texels_per_metre)
+        atlas = make_atlas(scene, size, config.scene)
+        initial = np.ascontiguousarray(bake_texture(scene, atlas, size), dtype=np.float32)
+
+    with stage("cameras", timings):
+        rasterizer = Rasterizer(scene.vertices, scene.faces, atlas.uv)
+        rng = np.random.default_rng(config.seed)
+        cameras, photos = choose_cameras(scene, rasterizer, config, rng)
+        kept, dropped = filter_views(cameras, rasterizer, config.cameras.min_coverage)
+        if not kept:
+            raise InputError(scene.source or scene.name,
+                             f"no camera view covers {config.cameras.min_coverage:.0%} of its image with the mesh")
+        train_cameras, holdout = split_holdout(kept, config.cameras.holdout, rng)
+
+    with stage("raster", timings):
+        heights = pyramid_heights(config)
+        pyramids = view_pyramids(rasterizer, train_cameras, heights, cache_dir=config.raster.cache_dir)
+        holdout_pyramids = view_pyramids(rasterizer, holdout, heights, cache_dir=config.raster.cache_dir)
+
+    with stage("targets", timings):
+        vgg = load_vgg(device=device, dtype=vgg_dtype(config), channels_last=config.optim.channels_last)
+        style_image = torch.from_numpy(np.ascontiguousarray(load_style(style, size=config.loss.style_size),
+                                                            dtype=np.float32)).permute(2, 0, 1)
+        initial_tensor = torch.from_numpy(initial).permute(2, 0, 1).contiguous()
+        if config.loss.preserve_color:
+            style_image = match_colors(style_image, initial_tensor)
+        targets = style_targets(vgg, style_image.to(device), config.loss.style_layers,
+                                config.loss.style_scales, config.loss.statistic)
+        objective = Objective(vgg=vgg, style=targets, loss=config.loss, regularizer=config.texture.regularizer)
+        depth_reference = reference_depth(pyramids, config.loss)
+        views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config, depth_reference)
+                 for camera, pyramid in zip(train_cameras, progress(pyramids, desc="patches", unit="view"))]
+        views = [view for view in views if view.targets]
+        if not views:
+            raise InputError(scene.source or scene.name, "no training view has pixels to stylize")
+        holdout_views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config,
+                                    depth_reference) for camera, pyramid in zip(holdout, holdout_pyramids)]
+        holdout_views = [view for view in holdout_views if view.targets]
+
+    patches = [t.patch for view in views for t in view.targets]
+    info = {
+        "atlas": atlas_info(atlas),
+        "texture_size": size,
+        "views": len(train_cameras),
+        "holdout_views": len(holdout),
+        "dropped_views": dropped,
+        "coverage": float(np.mean([float(p.levels[0].mask.float().mean()) for p in pyramids])),
+        "content_target": content_source,
+        "reference_depth_m": depth_reference,
+        "patches_per_view": len(patches) / len(views),
+        "patch_pixels_per_view": sum(p.pixels for p in patches) / len(views),
+        "level_pixels": {str(k): sum(p.pixels for p in patches if p.level == k) for k in range(len(heights))},
+    }
+    return Prepared(atlas=atlas, initial=initial, train_cameras=train_cameras, holdout=holdout, views=views,
+                    holdout_views=holdout_views, objective=objective,
+                    style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings)
+
+
+def choose_cameras(scene: Scene, rasterizer: Rasterizer, config: StylizeConfig,
+                   rng: np.random.Generator) -> tuple[list[Camera], dict[int, Photo]]:
+    """Training + holdout cameras, and the photo behind each camera that has one (keyed by id)."""
+    wanted = config.cameras.views + config.cameras.holdout
+    kind = config.cameras.kind
+    if scene.photos and kind in ("auto", "poses"):
+        photos, _report = select_frames(scene.photos, rasterizer, wanted, rng)
+        return [photo.camera for photo in photos], {id(photo.camera): photo for photo in photos}
+    height = config.raster.image_height
+    cameras = for_scene(scene, wanted, config.cameras, rng, int(round(height * ASPECT)), height)
+    return cameras, {}
+
+
+def content_source_for(scene: Scene, config: StylizeConfig) -> str:
+    """"photo" (the scan's frames), "mesh" (the initial texture rendered) or "none" (style only)."""
+    choice = config.loss.content_target
+    if config.loss.style_only:
+        return "none"
+    if choice not in ("auto", "photo", "mesh"):
+        raise InputError("loss.content_target", f"unknown value '{choice}' (auto, photo, mesh)")
+    if choice == "photo" and not scene.photos:
+        raise InputError(scene.source or scene.name, "loss.content_target = 'photo' needs a scan with photos")
+    return "photo" if choice in ("auto", "photo") and scene.photos else "mesh"
+
+
+def train_view(pyramid: ViewPyramid, initial: torch.Tensor, photo: Photo | None, content_source: str,
+               config: StylizeConfig, depth_reference: float) -> TrainView:
+    """A view's depth-split patches, each with the crop of the image it should still resemble."""
+    patches = split_by_depth(pyramid, config.loss, config.raster, depth_reference)
+    if content_source == "none":
+        return TrainView([PatchTarget(patch, None, None) for patch in patches])
+    if content_source == "photo" and photo is not None:
+        level_targets = {}
+        for level in sorted({patch.level for patch in patches}):
+            fragments = pyramid.levels[level]
+            camera = photo.camera.scaled(fragments.height)
+            level_targets[level] = content_target(photo, camera, fragments)
+        targets = []
+        for patch in patches:
+            image, valid = level_targets[patch.level]
+            y0, y1, x0, x1 = patch.box
+            targets.append(PatchTarget(patch, image[:, y0:y1, x0:x1].contiguous(),
+                                       valid[y0:y1, x0:x1].to(torch.float32)[None, None].contiguous()))
+        return TrainView(targets)
+    return TrainView([PatchTarget(patch, *mesh_content(initial, patch)) for patch in patches])
+
+
+def mesh_content(initial: torch.Tensor, patch: LevelPatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Content target where no photo exists: the initial texture seen through the patch."""
+    with torch.no_grad():
+        image = render_patch(initial, patch)
+    return image.contiguous(), patch.mask.to(torch.float32)[None, None]
+
+
+def split_holdout(cameras: list[Camera], holdout: int, rng: np.random.Generator) -> tuple[list[Camera], list[Camera]]:
+    """Hold out `holdout` views chosen at random, never trained on; at least one view is kept for training."""
+    count = min(max(0, holdout), len(cameras) - 1)
+    held = set(rng.choice(len(cameras), size=count, replace=False).tolist()) if count else set()
+    train = [c for i, c in enumerate(cameras) if i not in held]
+    return train, [c for i, c in enumerate(cameras) if i in held]
+
+
+def pyramid_heights(config: StylizeConfig) -> list[int]:
+    raster = config.raster
+    levels = raster.levels if config.loss.depth_aware else 1
+    return [int(round(raster.image_height * raster.level_scale ** k)) for k in range(max(1, levels))]
+
+
+def vgg_dtype(config: StylizeConfig) -> torch.dtype:
+    precisions = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    if config.optim.precision not in precisions:
+        raise InputError("optim.precision", f"unknown precision '{config.optim.precision}' (float32, bfloat16)")
+    return precisions[config.optim.precision]
+
+
+def configure_torch(config: StylizeConfig) -> None:
+    """Same seed, same texture: no randomness in the loop depends on torch's global generator,
+    but seed it anyway for any library code that draws from it."""
+    torch.manual_seed(config.seed)
+
+
+@contextlib.contextmanager
+def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = time.perf_counter() - started
+    log(f"{name}: {timings[name]:.1f} s")

@@ -1,0 +1,475 @@
+"""Images of a textured mesh along cameras: views, contact sheets, fly-through videos.
+
+Per view: ray-cast fragments (`raster.Rasterizer`, built once per mesh) -> the few per-pixel values
+shading needs (`ViewSamples`: UV, texel footprint, view angle, coverage) -> mip-mapped texture lookup
+(`texture.sample` with the footprint, so distant floors neither shimmer nor show moire) -> optional
+headlight Lambert shading -> background -> area downsampling when supersampled (anti-aliased edges).
+
+`ViewSamples` depend only on the geometry, its atlas and the camera, never on the texture, so they are
+cached on disk keyed by those fingerprints: rendering a trajectory again (another texture, the content
+beside the stylized view, a second video) skips ray casting, and does not even build the ray-casting
+scene. Several views go through one texture lookup at a time, so its per-call setup is shared.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .cache import cache_dir as default_cache_dir
+from .cache import fingerprint
+from .cameras import Camera
+from .fragments import Fragments
+from .io import atomic_path, to_uint8, write_image
+from .progress import progress
+from .raster import MIN_FOOTPRINT_COS, Rasterizer, image_coordinates
+from .scene import TexturedMesh
+
+__all__ = ["ViewSamples", "ViewRenderer", "render_views", "render_fragments", "shade", "psnr",
+           "write_views", "write_video", "write_views_and_video", "contact_sheet", "write_image"]
+
+# Headlight Lambert shading: a light at the camera makes the diffuse term the view angle's cosine;
+# the ambient share keeps grazing surfaces readable instead of black.
+AMBIENT = 0.35
+# Views per texture lookup: enough to share the lookup's setup, few enough to bound memory.
+BATCH_PIXELS = 1_500_000
+CACHE_FORMAT = "view-samples-1"
+CACHE_BUDGET_MB = float(os.environ.get("MESHSTYLE_RENDER_CACHE_MB", 2048))
+
+Colour = tuple[float, float, float]
+
+
+@dataclass
+class ViewSamples:
+    """What shading needs from the fragments of one view (or of N views, with a leading N axis)."""
+    uv: torch.Tensor          # (...,H,W,2) float32, OBJ convention; 0 off the mesh
+    footprint: torch.Tensor   # (...,H,W) float32, texels of a side-1 texture per pixel (mip level)
+    cos_angle: torch.Tensor   # (...,H,W) float32 in [0,1], the headlight's Lambert term
+    mask: torch.Tensor        # (...,H,W) bool, pixel covers the mesh
+
+    @classmethod
+    def from_fragments(cls, fragments: Fragments) -> "ViewSamples":
+        return cls(uv=fragments.uv, footprint=fragments.footprint, cos_angle=fragments.cos_angle,
+                   mask=fragments.mask)
+
+    @classmethod
+    def stack(cls, views: Sequence["ViewSamples"]) -> "ViewSamples":
+        return cls(**{name: torch.stack([getattr(view, name) for view in views]) for name in _SAMPLE_FIELDS})
+
+    def save(self, path: Path) -> None:
+        # The view angle only shades, so half precision is plenty; UV keeps float32 for 4k atlases.
+        with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+            np.savez(stream, uv=self.uv.numpy(), footprint=self.footprint.numpy(),
+                     cos_angle=self.cos_angle.numpy().astype(np.float16), mask=self.mask.numpy())
+
+    @classmethod
+    def load(cls, path: Path) -> "ViewSamples":
+        with np.load(path) as stored:
+            return cls(uv=torch.from_numpy(stored["uv"]), footprint=torch.from_numpy(stored["footprint"]),
+                       cos_angle=torch.from_numpy(stored["cos_angle"].astype(np.float32)),
+                       mask=torch.from_numpy(stored["mask"]))
+
+
+_SAMPLE_FIELDS = ("uv", "footprint", "cos_angle", "mask")
+
+
+class ViewRenderer:
+    """Renders one mesh's geometry and atlas from many cameras, with any texture on that atlas.
+
+    The ray-casting scene is built on the first view that misses the cache and then shared by all
+    views; `cache_hits` / `cache_misses` count how views were obtained.
+    """
+
+    def __init__(self, mesh: TexturedMesh, *, cache: bool = True, cache_dir: str | Path | None = None):
+        self.mesh = mesh
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self._cast: SampleCaster | None = None
+        self._cache_dir = default_cache_dir("render", cache_dir) if cache else None
+        self._mesh_key = (fingerprint(CACHE_FORMAT, np.asarray(mesh.vertices, dtype=np.float64),
+                                      np.asarray(mesh.faces, dtype=np.int64), np.asarray(mesh.uv, dtype=np.float32))
+                          if cache else "")
+
+    def samples(self, cameras: Sequence[Camera]) -> list[ViewSamples]:
+        """Each camera's samples: from the disk cache where this geometry was seen from it before,
+        the others ray-cast together in one call."""
+        paths = [self._cache_path(camera) for camera in cameras]
+        views: list[ViewSamples | None] = [self._cached(path) for path in paths]
+        missing = [index for index, view in enumerate(views) if view is None]
+        self.cache_hits += len(cameras) - len(missing)
+        self.cache_misses += len(missing)
+        if missing:
+            cast = self._caster().views([cameras[index] for index in missing])
+            for index, view in zip(missing, cast):
+                views[index] = view
+                if paths[index] is not None:
+                    view.save(paths[index])
+        return views
+
+    def render(self, cameras: Sequence[Camera], *, texture: np.ndarray | torch.Tensor | None = None,
+               shading: bool = False, supersample: int = 1, background: Colour = (1.0, 1.0, 1.0),
+               mip: bool = True) -> Iterator[np.ndarray]:
+        """Yield one (H,W,3) float32 image in [0,1] per camera, in order, at each camera's size.
+
+        texture: (H,W,3) numpy or (3,H,W) torch on this mesh's atlas; default the mesh's own.
+        supersample: render at k times the size and average k x k blocks (anti-aliased edges).
+        """
+        if supersample < 1:
+            raise ValueError(f"supersample must be >= 1, got {supersample}")
+        texture_chw = _as_chw(self.mesh.texture if texture is None else texture)
+        bar = progress(total=len(cameras), desc="render", unit="frame")
+        try:
+            for batch in view_batches(cameras, supersample):
+                views = ViewSamples.stack(self.samples([camera.scaled(camera.height * supersample)
+                                                        if supersample > 1 else camera for camera in batch]))
+                with torch.no_grad():
+                    images = shade(texture_chw, views, shading=shading, background=background, mip=mip)
+                    if supersample > 1:
+                        images = F.avg_pool2d(images, supersample)
+                for image in images.permute(0, 2, 3, 1).numpy():
+                    bar.update(1)
+                    yield np.ascontiguousarray(image)
+        finally:
+            bar.close()
+            self.prune_cache()
+
+    def prune_cache(self, budget_mb: float = CACHE_BUDGET_MB) -> None:
+        """Delete the least recently used cached views beyond the size budget (long videos add up)."""
+        if self._cache_dir is None:
+            return
+        entries = []
+        for path in self._cache_dir.glob("*.npz"):
+            try:
+                info = path.stat()
+            except FileNotFoundError:  # pruned by a concurrent render
+                continue
+            entries.append((info.st_mtime, info.st_size, path))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if total <= budget_mb * 2**20:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+
+    def _cache_path(self, camera: Camera) -> Path | None:
+        if self._cache_dir is None:
+            return None
+        key = fingerprint(self._mesh_key, np.asarray(camera.K, dtype=np.float64),
+                          np.asarray(camera.cam_to_world, dtype=np.float64), camera.width, camera.height)
+        return self._cache_dir / f"{key}.npz"
+
+    def _cached(self, path: Path | None) -> ViewSamples | None:
+        if path is None or not path.is_file():
+            return None
+        try:
+            view = ViewSamples.load(path)
+        except (OSError, ValueError, KeyError, EOFError):
+            path.unlink(missing_ok=True)  # a damaged entry is recomputed, never trusted
+            return None
+        os.utime(path)  # recently used entries survive pruning
+        return view
+
+    def _caster(self) -> "SampleCaster":
+        if self._cast is None:
+            self._cast = SampleCaster(Rasterizer(self.mesh.vertices, self.mesh.faces, self.mesh.uv))
+        return self._cast
+
+
+class SampleCaster:
+    """`ViewSamples` straight from ray hits, in torch over whole images.
+
+    `raster.shade` derives every fragment field with numpy over the hit pixels (then scatters them
+    into images); rendering needs only four of them, and computing just those over all pixels, with
+    per-face values gathered from one table, costs a fraction of it. Same definitions as
+    `raster.shade` (tests compare the two): UV interpolated with the hit's barycentrics, |cos| of the
+    view angle, and the footprint as the longest axis of a pixel's ellipse on the surface plane
+    (`raster._pixel_extent`) times the face's texels per metre.
+    """
+
+    def __init__(self, rasterizer: Rasterizer):
+        self.rasterizer = rasterizer
+        uv = np.zeros((len(rasterizer.faces), 3, 2), np.float32) if rasterizer.uv is None else rasterizer.uv
+        # uv = uv0 + u * (uv1 - uv0) + v * (uv2 - uv0) with open3d's barycentric (u, v).
+        self._uv_table = torch.from_numpy(np.concatenate([uv[:, 0], uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]], axis=1))
+        self._normals = torch.from_numpy(rasterizer.face_normal)
+        self._density = torch.from_numpy(rasterizer.texel_density)[:, None]
+        self._directions: dict[tuple, torch.Tensor] = {}
+
+    def views(self, cameras: Sequence[Camera]) -> list[ViewSamples]:
+        """Cast every camera's pixel rays in one call (fewer thread start-ups), then shade each view."""
+        rays = [self._camera_space_rays(camera) for camera in cameras]
+        directions = torch.cat([ray @ torch.from_numpy(camera.cam_to_world[:3, :3].T.astype(np.float32))
+                                for camera, ray in zip(cameras, rays)])
+        origins = np.concatenate([np.broadcast_to(camera.center.astype(np.float32), (len(ray), 3))
+                                  for camera, ray in zip(cameras, rays)])
+        hits = self.rasterizer.cast(origins, directions.numpy())
+        views, start = [], 0
+        for camera, ray in zip(cameras, rays):
+            stop = start + len(ray)
+            views.append(self._shade(camera, ray, hits.face_id[start:stop], hits.bary_uv[start:stop],
+                                     hits.distance[start:stop]))
+            start = stop
+        return views
+
+    def _camera_space_rays(self, camera: Camera) -> torch.Tensor:
+        """(H*W,3) rays (x, y, 1) through pixel centres, shared by all cameras with these intrinsics."""
+        key = (camera.width, camera.height, camera.K.tobytes())
+        if key not in self._directions:
+            rows, cols = np.mgrid[0:camera.height, 0:camera.width].astype(np.float32)
+            x, y = image_coordinates(camera, cols.ravel(), rows.ravel())
+            self._directions = {key: torch.from_numpy(np.stack([x, y, np.ones_like(x)], axis=1))}
+        return self._directions[key]
+
+    def _shade(self, camera: Camera, ray: torch.Tensor, face_id: np.ndarray, bary_uv: np.ndarray,
+               distance: np.ndarray) -> ViewSamples:
+        shape = (camera.height, camera.width)
+        face = torch.from_numpy(face_id)
+        mask = face >= 0
+        face = face.clamp_min(0)
+        bary = torch.from_numpy(bary_uv)
+        u, v = bary[:, :1], bary[:, 1:]
+        corner_uv = self._uv_table[face]
+        uv = corner_uv[:, 0:2] + u * corner_uv[:, 2:4] + v * corner_uv[:, 4:6]
+
+        rotation = torch.from_numpy(camera.cam_to_world[:3, :3].astype(np.float32))
+        normal = self._normals[face] @ rotation                      # camera frame, R^T n row-wise
+        x, y = ray[:, 0], ray[:, 1]
+        facing = normal[:, 0] * x + normal[:, 1] * y + normal[:, 2]  # n . ray
+        ray_length_sq = x * x + y * y + 1.0
+        ray_length = ray_length_sq.sqrt()
+        cos_angle = facing.abs() / ray_length
+        # raster._pixel_extent: the longest singular value of the surface point's pixel Jacobian.
+        inv_facing = torch.where(facing < 0, -1.0, 1.0) / (cos_angle.clamp_min(MIN_FOOTPRINT_COS) * ray_length)
+        a = normal[:, 0] * inv_facing
+        b = normal[:, 1] * inv_facing
+        depth = torch.from_numpy(distance).masked_fill(~mask, 0.0)
+        scale_x, scale_y = depth / float(camera.K[0, 0]), depth / float(camera.K[1, 1])
+        xx = (1.0 - 2.0 * x * a + a * a * ray_length_sq) * scale_x * scale_x
+        yy = (1.0 - 2.0 * y * b + b * b * ray_length_sq) * scale_y * scale_y
+        xy = (a * b * ray_length_sq - (x * b + y * a)) * scale_x * scale_y
+        half_gap = 0.5 * (xx - yy)
+        largest = 0.5 * (xx + yy) + (half_gap * half_gap + xy * xy).sqrt()
+        footprint = largest.clamp_min(0.0).sqrt() * self._density[face, 0]
+
+        hit = mask[:, None]
+        return ViewSamples(uv=torch.where(hit, uv, 0.0).reshape(*shape, 2),
+                           footprint=footprint.masked_fill(~mask, 0.0).reshape(shape),
+                           cos_angle=cos_angle.clamp(max=1.0).masked_fill(~mask, 0.0).reshape(shape),
+                           mask=mask.reshape(shape))
+
+
+def render_views(mesh: TexturedMesh, cameras: Sequence[Camera], *, shading: bool = False, supersample: int = 1,
+                 background: Colour = (1.0, 1.0, 1.0), mip: bool = True, cache: bool = True,
+                 cache_dir: str | Path | None = None) -> Iterator[np.ndarray]:
+    """Stream (H,W,3) float32 images of `mesh` seen from `cameras` (see `ViewRenderer.render`)."""
+    renderer = ViewRenderer(mesh, cache=cache, cache_dir=cache_dir)
+    return renderer.render(cameras, shading=shading, supersample=supersample, background=background, mip=mip)
+
+
+def render_fragments(texture: torch.Tensor, fragments: Fragments, *, shading: bool = False,
+                     background: Colour = (1.0, 1.0, 1.0), mip: bool = True) -> torch.Tensor:
+    """(3,H,W) image of `texture` (3,Ht,Wt) through one view's fragments; differentiable in the texture."""
+    return shade(texture, ViewSamples.stack([ViewSamples.from_fragments(fragments)]), shading=shading,
+                 background=background, mip=mip)[0]
+
+
+def shade(texture: torch.Tensor, views: ViewSamples, *, shading: bool = False,
+          background: Colour = (1.0, 1.0, 1.0), mip: bool = True) -> torch.Tensor:
+    """(N,3,H,W) images from N stacked views: texture lookup, optional headlight, background."""
+    from .texture import sample
+
+    colour = sample(texture, views.uv, footprint=views.footprint if mip else None, mask=views.mask)
+    if shading:
+        colour = colour * (AMBIENT + (1.0 - AMBIENT) * views.cos_angle.clamp(0.0, 1.0)).unsqueeze(1)
+    backdrop = torch.tensor(background, dtype=colour.dtype).view(1, 3, 1, 1)
+    return torch.where(views.mask.unsqueeze(1), colour, backdrop)
+
+
+def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor | None = None) -> float:
+    """Peak signal-to-noise ratio in dB of two images in [0,1] (any layout with the same shape).
+
+    mask: (H,W) pixels to compare, matched against the leading or trailing two axes; inf if equal.
+    """
+    a = torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a, dtype=torch.float64)
+    b = torch.as_tensor(np.asarray(b) if not torch.is_tensor(b) else b, dtype=torch.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"psnr of images with different shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    error = (a - b) ** 2
+    if mask is not None:
+        mask = torch.as_tensor(np.asarray(mask) if not torch.is_tensor(mask) else mask, dtype=torch.bool)
+        if tuple(error.shape[:2]) == tuple(mask.shape):      # (H,W,C)
+            error = error[mask]
+        elif tuple(error.shape[-2:]) == tuple(mask.shape):   # (C,H,W)
+            error = error[..., mask]
+        else:
+            raise ValueError(f"mask {tuple(mask.shape)} does not match image {tuple(a.shape)}")
+        if error.numel() == 0:
+            raise ValueError("psnr over an empty mask")
+    mse = float(error.mean())
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
+def write_views(frames: Iterable[np.ndarray], out_dir: str | Path, start: int = 0) -> list[Path]:
+    """Write frames as `out_dir/NNNN.png` (numbered from `start`), each file atomically."""
+    out_dir = Path(out_dir)
+    return [_write_view(out_dir, index, frame) for index, frame in enumerate(frames, start)]
+
+
+def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: int = 30, *, quality: int = 8) -> int:
+    """Encode frames (H,W,3 float [0,1] or uint8, all one size) as H.264 MP4; returns the frame count.
+
+    Odd sizes are padded to even ones by repeating the last row / column: libx264 with yuv420p needs
+    even sizes, and imageio's default would rescale every frame to multiples of 16 (TRAPS.md).
+    """
+    import imageio_ffmpeg
+
+    path = Path(path)
+    count, size, writer = 0, None, None
+    with atomic_path(path) as tmp:
+        try:
+            for frame in frames:
+                pixels = _pad_even(frame if frame.dtype == np.uint8 else to_uint8(frame))
+                if writer is None:
+                    size = pixels.shape[:2]
+                    writer = imageio_ffmpeg.write_frames(
+                        str(tmp), (size[1], size[0]), fps=fps, codec="libx264", pix_fmt_in="rgb24",
+                        pix_fmt_out="yuv420p", quality=quality, macro_block_size=1,
+                        output_params=["-movflags", "+faststart"])  # playable while downloading
+                    writer.send(None)
+                elif pixels.shape[:2] != size:
+                    raise ValueError(f"{path}: frame {count} is {pixels.shape[1]}x{pixels.shape[0]}, "
+                                     f"the video is {size[1]}x{size[0]}")
+                writer.send(np.ascontiguousarray(pixels[..., :3]))
+                count += 1
+            if writer is None:
+                raise ValueError(f"{path}: no frames to encode")
+        finally:
+            if writer is not None:
+                writer.close()
+    return count
+
+
+def write_views_and_video(frames: Iterable[np.ndarray], out_dir: str | Path, video: str | Path,
+                          fps: int = 30) -> list[Path]:
+    """PNG views and an MP4 in one pass over the frames, so a long render never sits in memory."""
+    out_dir = Path(out_dir)
+    paths: list[Path] = []
+
+    def written(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for index, frame in enumerate(frames):
+            paths.append(_write_view(out_dir, index, frame))
+            yield frame
+
+    write_video(written(frames), video, fps=fps)
+    return paths
+
+
+def contact_sheet(style_image: np.ndarray, pairs: Sequence[tuple[np.ndarray, np.ndarray]], labels: bool = True,
+                  *, cell_height: int = 256, pairs_per_row: int = 2, margin: int = 16) -> np.ndarray:
+    """(H,W,3) float32 sheet: the style image on top, then content | stylized for each view.
+
+    Every image is scaled to `cell_height` (aspect kept); pairs fill rows of `pairs_per_row`, left to
+    right, with a narrow gap inside a pair and a wide one between pairs, on a white ground. A thin grey
+    frame keeps renders with a white background apart from the ground.
+    """
+    from PIL import Image, ImageDraw
+
+    if not pairs:
+        raise ValueError("contact sheet needs at least one (content, stylized) pair")
+    font = _label_font()
+    label_height = _text_height(font) + margin // 2 if labels else 0
+    style = _fit_height(style_image, cell_height)
+    scaled = [(_fit_height(content, cell_height), _fit_height(stylized, cell_height)) for content, stylized in pairs]
+    pair_widths = [content.width + margin // 2 + stylized.width for content, stylized in scaled]
+    rows = [scaled[start:start + pairs_per_row] for start in range(0, len(scaled), pairs_per_row)]
+    row_widths = [sum(pair_widths[start:start + pairs_per_row]) + 2 * margin * (len(row) - 1)
+                  for start, row in zip(range(0, len(scaled), pairs_per_row), rows)]
+    row_height = label_height + cell_height
+    width = 2 * margin + max([style.width, *row_widths])
+    height = margin + (1 + len(rows)) * (row_height + margin)
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+
+    def place(image: "Image.Image", x: int, y: int, label: str) -> None:
+        if labels:
+            draw.text((x, y), label, fill=(40, 40, 40), font=font)
+        sheet.paste(image, (x, y + label_height))
+        draw.rectangle((x - 1, y + label_height - 1, x + image.width, y + label_height + image.height),
+                       outline=(200, 200, 200))
+
+    place(style, margin, margin, "style")
+    view = 0
+    for row_index, row in enumerate(rows):
+        y = margin + (1 + row_index) * (row_height + margin)
+        x = margin
+        for content, stylized in row:
+            view += 1
+            place(content, x, y, f"content {view}")
+            x += content.width + margin // 2
+            place(stylized, x, y, f"stylized {view}")
+            x += stylized.width + 2 * margin
+    return np.asarray(sheet, dtype=np.float32) / 255.0
+
+
+def _write_view(out_dir: Path, index: int, frame: np.ndarray) -> Path:
+    path = out_dir / f"{index:04d}.png"
+    write_image(path, frame)
+    return path
+
+
+def _pad_even(pixels: np.ndarray) -> np.ndarray:
+    pad_rows, pad_cols = pixels.shape[0] % 2, pixels.shape[1] % 2
+    if not (pad_rows or pad_cols):
+        return pixels
+    return np.pad(pixels, ((0, pad_rows), (0, pad_cols), (0, 0)), mode="edge")
+
+
+def view_batches(cameras: Sequence[Camera], supersample: int) -> Iterator[list[Camera]]:
+    """Consecutive cameras grouped up to BATCH_PIXELS rendered pixels: one ray cast and one texture
+    lookup per group."""
+    batch: list[Camera] = []
+    pixels = 0
+    for camera in cameras:
+        view_pixels = camera.width * camera.height * supersample**2
+        if batch and pixels + view_pixels > BATCH_PIXELS:
+            yield batch
+            batch, pixels = [], 0
+        batch.append(camera)
+        pixels += view_pixels
+    if batch:
+        yield batch
+
+
+def _as_chw(texture: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if torch.is_tensor(texture):
+        return texture.detach().to(torch.float32)
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(texture, dtype=np.float32).transpose(2, 0, 1)))
+
+
+def _fit_height(image: np.ndarray, height: int) -> "Image.Image":
+    from PIL import Image
+
+    pixels = image if image.dtype == np.uint8 else to_uint8(image)
+    picture = Image.fromarray(np.ascontiguousarray(pixels[..., :3]))
+    width = max(1, round(picture.width * height / picture.height))
+    return picture.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def _label_font():
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=14)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _text_height(font) -> int:
+    left, top, right, bottom = font.getbbox("Styled 0")
+    return int(bottom)

@@ -1,0 +1,253 @@
+"""Camera trajectories for rendering: the run's own poses, generated paths, or a camera file.
+
+A trajectory is a plain `list[Camera]`. Files come in two formats:
+
+- ours: a JSON list of `Camera.to_dict()` entries ({"K", "cam_to_world", "width", "height"}),
+  written by `write_cameras`, so users can edit a path and feed it back;
+- NeRF `transforms.json`: OpenGL camera axes (x right, y up, z backwards), converted here to
+  OpenCV axes; intrinsics from `fl_x/fl_y/cx/cy/w/h` or `camera_angle_x`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import cameras as camera_paths
+from .cameras import Camera
+from .config import CameraConfig
+from .errors import InputError
+from .io import write_json
+from .progress import warn
+from .scene import Scene, TexturedMesh
+
+GENERATED_KINDS = ("orbit", "walkthrough")
+DEFAULT_SIZE = (640, 480)
+
+# OpenGL camera axes (y up, z backwards) -> OpenCV (y down, z forward): flip the y and z columns.
+OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def trajectory(kind: str, *, mesh: TexturedMesh | Scene, run_cameras: list[Camera] | None = None,
+               frames: int | None = None, width: int | None = None, height: int | None = None,
+               fov_deg: float | None = None, rng: np.random.Generator | None = None) -> list[Camera]:
+    """Cameras to render `mesh` along.
+
+    kind: `trajectory` (the run's or scan's own poses, resampled by a smooth spline), `orbit`,
+    `walkthrough`, or the path of a camera JSON file (ours or NeRF `transforms.json`).
+    frames: number of cameras; None keeps the given poses as they are (generated paths: 60).
+    width, height: image size; None keeps the cameras' own size (generated paths: 640x480).
+    Cameras rescaled to another size keep their vertical field of view; `fov_deg` overrides it.
+    """
+    if frames is not None and frames < 1:
+        raise InputError("--frames", f"needs at least 1 frame, got {frames}")
+    if kind in GENERATED_KINDS:
+        return _generated(kind, mesh, frames or 60, width, height, fov_deg, rng)
+    if kind == "trajectory":
+        if not run_cameras:
+            raise InputError("--cameras", "'trajectory' needs the run's or scan's cameras, and there are none; "
+                             "use orbit, walkthrough or a camera file")
+        poses = list(run_cameras)
+        source = "trajectory"
+    else:
+        path = Path(kind)
+        if not path.is_file():
+            raise InputError(path, "no such camera file (or use trajectory, orbit or walkthrough)")
+        poses = read_cameras(path, width=width, height=height)
+        source = str(path)
+    return _fit(poses, frames, width, height, fov_deg, source)
+
+
+def read_cameras(path: str | Path, *, width: int | None = None, height: int | None = None) -> list[Camera]:
+    """Cameras from our JSON format or a NeRF `transforms.json` (OpenGL axes converted).
+
+    `width`/`height` only serve NeRF files that state no image size and have no image to read it from.
+    """
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"not a readable JSON camera file ({exc})") from None
+    if isinstance(document, dict) and "frames" in document:
+        cameras, skipped = _read_nerf(path, document, width, height)
+    elif isinstance(document, list) or (isinstance(document, dict) and "cameras" in document):
+        entries = document if isinstance(document, list) else document["cameras"]
+        cameras, skipped = _read_ours(path, entries)
+    else:
+        raise InputError(path, "expected a list of cameras {K, cam_to_world, width, height} "
+                               "or a NeRF transforms.json with 'frames'")
+    if skipped:
+        warn(f"{path}: skipped {skipped} camera(s) with non-finite poses")
+    if not cameras:
+        raise InputError(path, "contains no usable camera")
+    return cameras
+
+
+def write_cameras(path: str | Path, cameras: list[Camera]) -> None:
+    """Write cameras in our JSON format (atomically); `read_cameras` / `--cameras FILE` read it back."""
+    write_json(path, [camera.to_dict() for camera in cameras])
+
+
+def resize(camera: Camera, width: int, height: int) -> Camera:
+    """The camera for a `width` x `height` image with the same vertical field of view.
+
+    Pixels keep their aspect ratio, so a wider image sees more to the sides; the principal point keeps
+    its relative position. Scaling is about pixel corners (pixel centres sit at integer coordinates).
+    """
+    if (width, height) == (camera.width, camera.height):
+        return camera
+    scale = height / camera.height
+    K = camera.K.astype(np.float64).copy()
+    K[0, 0] *= scale
+    K[1, 1] *= scale
+    K[0, 2] = (K[0, 2] + 0.5) * width / camera.width - 0.5
+    K[1, 2] = (K[1, 2] + 0.5) * scale - 0.5
+    return Camera(K=K, cam_to_world=camera.cam_to_world.copy(), width=width, height=height)
+
+
+def with_fov(camera: Camera, fov_deg: float) -> Camera:
+    """The same camera with vertical field of view `fov_deg` (pixel aspect ratio kept)."""
+    if not 0.0 < fov_deg < 180.0:
+        raise InputError("--fov", f"field of view must be between 0 and 180 degrees, got {fov_deg}")
+    K = camera.K.astype(np.float64).copy()
+    focal_y = 0.5 * camera.height / np.tan(np.radians(fov_deg) / 2)
+    K[0, 0] *= focal_y / K[1, 1]
+    K[1, 1] = focal_y
+    return Camera(K=K, cam_to_world=camera.cam_to_world.copy(), width=camera.width, height=camera.height)
+
+
+def _generated(kind: str, mesh: TexturedMesh | Scene, frames: int, width: int | None, height: int | None,
+               fov_deg: float | None, rng: np.random.Generator | None) -> list[Camera]:
+    scene = _as_scene(mesh, kind)
+    default_width, default_height = DEFAULT_SIZE
+    width, height = width or default_width, height or default_height
+    fov_deg = CameraConfig.fov_deg if fov_deg is None else fov_deg
+    if kind == "orbit":
+        return camera_paths.orbit(scene, frames, width=width, height=height, fov_deg=fov_deg)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    return camera_paths.walkthrough(scene, frames, rng, width=width, height=height, fov_deg=fov_deg)
+
+
+def _as_scene(mesh: TexturedMesh | Scene, kind: str) -> Scene:
+    """Camera generators take a Scene; a bare textured mesh becomes one (kind from the path asked for)."""
+    if isinstance(mesh, Scene):
+        return mesh
+    return Scene(name="mesh", vertices=np.asarray(mesh.vertices, dtype=np.float64),
+                 faces=np.asarray(mesh.faces, dtype=np.int64),
+                 kind="room" if kind == "walkthrough" else "object")
+
+
+def _fit(cameras: list[Camera], frames: int | None, width: int | None, height: int | None,
+         fov_deg: float | None, source: str) -> list[Camera]:
+    """Bring given poses to the requested size, field of view and number of frames."""
+    # One size for all before interpolating, so intrinsics blend between like cameras.
+    width = width or cameras[0].width
+    height = height or cameras[0].height
+    cameras = [resize(camera, width, height) for camera in cameras]
+    if frames is not None and frames != len(cameras):
+        if len(cameras) == 1:
+            cameras = cameras * frames
+        else:
+            cameras = camera_paths.interpolate(cameras, frames)
+    if fov_deg is not None:
+        cameras = [with_fov(camera, fov_deg) for camera in cameras]
+    return cameras
+
+
+def _read_ours(path: Path, entries: Any) -> tuple[list[Camera], int]:
+    if not isinstance(entries, list):
+        raise InputError(path, "'cameras' must be a list")
+    cameras, skipped = [], 0
+    for index, entry in enumerate(entries):
+        try:
+            camera = Camera.from_dict(entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(path, f"camera {index}: expected K (3x3), cam_to_world (4x4), width, height "
+                                   f"({type(exc).__name__}: {exc})") from None
+        _check_shapes(path, index, camera)
+        if not (np.isfinite(camera.cam_to_world).all() and np.isfinite(camera.K).all()):
+            skipped += 1
+            continue
+        cameras.append(camera)
+    return cameras, skipped
+
+
+def _read_nerf(path: Path, document: dict, width: int | None, height: int | None) -> tuple[list[Camera], int]:
+    frames = document["frames"]
+    if not isinstance(frames, list):
+        raise InputError(path, "'frames' must be a list")
+    cameras, skipped = [], 0
+    for index, frame in enumerate(frames):
+        if not isinstance(frame, dict) or "transform_matrix" not in frame:
+            raise InputError(path, f"frame {index} has no transform_matrix")
+        try:
+            pose_gl = np.asarray(frame["transform_matrix"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(path, f"frame {index}: transform_matrix is not a 4x4 matrix of numbers") from None
+        if pose_gl.shape != (4, 4):
+            raise InputError(path, f"frame {index}: transform_matrix has shape {pose_gl.shape}, expected 4x4")
+        if not np.isfinite(pose_gl).all():
+            skipped += 1
+            continue
+        # Per-frame intrinsics (instant-ngp allows them) override the file-wide ones.
+        K, size = _nerf_intrinsics(path, {**document, **frame}, frame, width, height)
+        cameras.append(Camera(K=K, cam_to_world=pose_gl @ OPENGL_TO_OPENCV, width=size[0], height=size[1]))
+    return cameras, skipped
+
+
+def _nerf_intrinsics(path: Path, fields: dict, frame: dict, width: int | None,
+                     height: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+    size = _nerf_image_size(path, fields, frame) or ((width, height) if width and height else None)
+    if size is None:
+        raise InputError(path, "no image size: give 'w' and 'h' (or keep the images beside the file)")
+    w, h = size
+    try:
+        if "fl_x" in fields:
+            focal_x = float(fields["fl_x"])
+            focal_y = float(fields.get("fl_y", focal_x))
+        elif "camera_angle_x" in fields:
+            focal_x = 0.5 * w / np.tan(0.5 * float(fields["camera_angle_x"]))
+            focal_y = (0.5 * h / np.tan(0.5 * float(fields["camera_angle_y"]))
+                       if "camera_angle_y" in fields else focal_x)
+        else:
+            raise InputError(path, "no intrinsics: give 'fl_x' or 'camera_angle_x'")
+        # NeRF tools put pixel centres at i + 0.5; ours sit at integers.
+        cx = float(fields["cx"]) - 0.5 if "cx" in fields else (w - 1) / 2
+        cy = float(fields["cy"]) - 0.5 if "cy" in fields else (h - 1) / 2
+    except (TypeError, ValueError) as exc:
+        raise InputError(path, f"bad intrinsics ({exc})") from None
+    K = np.array([[focal_x, 0.0, cx], [0.0, focal_y, cy], [0.0, 0.0, 1.0]])
+    return K, (w, h)
+
+
+def _nerf_image_size(path: Path, fields: dict, frame: dict) -> tuple[int, int] | None:
+    if "w" in fields and "h" in fields:
+        try:
+            return int(fields["w"]), int(fields["h"])
+        except (TypeError, ValueError):
+            raise InputError(path, "'w' and 'h' must be integers") from None
+    # The Blender NeRF scenes state no size: read it from the frame's image (paths lack the suffix).
+    file_path = frame.get("file_path")
+    if not isinstance(file_path, str):
+        return None
+    image = path.parent / file_path
+    for candidate in (image, image.with_name(image.name + ".png"), image.with_name(image.name + ".jpg")):
+        if candidate.is_file():
+            from PIL import Image
+
+            try:
+                with Image.open(candidate) as opened:
+                    return opened.size
+            except OSError:
+                raise InputError(candidate, "cannot read image to find the camera's image size") from None
+    return None
+
+
+def _check_shapes(path: Path, index: int, camera: Camera) -> None:
+    if camera.K.shape != (3, 3) or camera.cam_to_world.shape != (4, 4):
+        raise InputError(path, f"camera {index}: K must be 3x3 and cam_to_world 4x4, got "
+                               f"{camera.K.shape} and {camera.cam_to_world.shape}")
+    if camera.width < 1 or camera.height < 1:
+        raise InputError(path, f"camera {index}: width and height must be positive")

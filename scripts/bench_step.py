@@ -1,0 +1,100 @@
+"""Cost of one optimisation step on demo-room against a bare VGG-19 forward+backward.
+
+    .venv/bin/python scripts/bench_step.py                     # step vs bare VGG at height 256
+    .venv/bin/python scripts/bench_step.py --precision bfloat16 --channels-last
+    .venv/bin/python scripts/bench_step.py --memory            # peak RSS of a 4096^2, 4-level run
+
+The bare VGG baseline runs the same crops (same sizes, same layers) on random images, so the ratio
+is what sampling, masks, Grams, losses and the optimiser add on top of the network itself.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import torch
+
+import scenes
+from meshstyle.config import StylizeConfig
+from meshstyle.optimize import InterruptFlag, accumulate_gradients, optimize, precompute_content
+from meshstyle.pipeline import prepare
+from meshstyle.texture import LaplacianTexture
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image-height", type=int, default=256)
+    parser.add_argument("--levels", type=int, default=None)
+    parser.add_argument("--texture-size", type=int, default=1024)
+    parser.add_argument("--views", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default=None)
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--memory", action="store_true", help="4096^2 texture, 4 Laplacian levels: peak RSS")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    config = StylizeConfig(seed=0)
+    config.cameras.views = args.views
+    config.cameras.holdout = 0
+    config.raster.image_height = args.image_height
+    if args.levels is not None:
+        config.raster.levels = args.levels
+    config.texture.size = 4096 if args.memory else args.texture_size
+    if args.memory:
+        config.texture.pyramid_levels = 4
+    if args.precision is not None:
+        config.optim.precision = args.precision
+    config.optim.channels_last = args.channels_last or config.optim.channels_last
+    config.optim.iters = args.steps
+    prepared = prepare(scenes.demo_room(0), "strokes", config)
+    print(f"texture {config.texture.size}^2 x {config.texture.pyramid_levels} layers, image height "
+          f"{config.raster.image_height}, levels {config.raster.levels}, precision {config.optim.precision}, "
+          f"channels_last {config.optim.channels_last}, threads {torch.get_num_threads()}")
+    print(f"patches/view {prepared.info['patches_per_view']:.2f}, crop pixels/view "
+          f"{prepared.info['patch_pixels_per_view']:.0f}, by level {prepared.info['level_pixels']}")
+
+    if args.memory:
+        texture = LaplacianTexture(prepared.initial_tensor, config.texture.pyramid_levels)
+        started = time.perf_counter()
+        outcome = optimize(texture, prepared.views, prepared.objective, config.optim, config.seed)
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(f"{len(outcome.history)} steps in {time.perf_counter() - started:.1f} s; peak RSS {peak_gb:.2f} GB")
+        return
+
+    texture = LaplacianTexture(prepared.initial_tensor, config.texture.pyramid_levels)
+    optimizer = torch.optim.Adam(texture.parameters(), lr=config.optim.lr)
+    step_times, vgg_times = [], []
+    flag = InterruptFlag()
+    content_features = precompute_content(prepared.views, prepared.objective)
+    for view_id, view in enumerate(prepared.views[: args.steps]):
+        started = time.perf_counter()
+        accumulate_gradients(texture, [view], [view_id], prepared.objective, content_features, flag)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        texture.clamp_()
+        step_times.append(time.perf_counter() - started)
+        vgg_times.append(bare_vgg(prepared.objective, [t.patch.weight.shape[-2:] for t in view.targets]))
+    # The first step also pays one-off allocations: the medians leave it out.
+    step_median, vgg_median = statistics.median(step_times[1:]), statistics.median(vgg_times[1:])
+    print("step s:     " + " ".join(f"{t:.3f}" for t in step_times))
+    print("bare VGG s: " + " ".join(f"{t:.3f}" for t in vgg_times))
+    print(f"median step {step_median:.3f} s, bare VGG {vgg_median:.3f} s, ratio {step_median / vgg_median:.2f}")
+    steady = [s / v for s, v in zip(step_times, vgg_times)]
+    print("per-step ratio: " + " ".join(f"{r:.2f}" for r in steady))
+
+
+def bare_vgg(objective, sizes) -> float:
+    """VGG forward + backward over random crops of the given sizes, same layers as the loss."""
+    images = [torch.rand(1, 3, int(h), int(w), requires_grad=True) for h, w in sizes]
+    started = time.perf_counter()
+    for image in images:
+        features = objective.vgg(image, objective.layers)
+        torch.stack([f.square().mean() for f in features.values()]).sum().backward()
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    main()

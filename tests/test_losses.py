@@ -1,0 +1,183 @@
+"""Style/content losses: masking, scale-freeness, targets from the real VGG, colour preservation."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from meshstyle.losses import (RGB_TO_YIQ, StyleTargets, content_loss, gram, keep_luminance_only, match_colors,
+                              mean_std, style_layer_losses, style_loss, style_targets, tv_loss, weight_at)
+from meshstyle.vgg import load_vgg
+
+LAYERS = ["relu1_1", "relu2_1", "relu3_1"]
+
+
+def random_features(seed: int, shape=(1, 8, 6, 6)) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def half_mask(shape=(1, 1, 6, 6)) -> torch.Tensor:
+    mask = torch.zeros(shape)
+    mask[..., :, :4] = 1.0   # left two thirds covered
+    mask[..., 0, 4] = 0.5    # one partially covered pixel
+    return mask
+
+
+def targets_from(features: torch.Tensor, statistic: str) -> StyleTargets:
+    if statistic == "gram":
+        return StyleTargets("gram", (1.0,), gram={"relu1_1": gram(features)[0]})
+    mean, std = mean_std(features)
+    return StyleTargets("adain", (1.0,), mean={"relu1_1": mean[0]}, std={"relu1_1": std[0]})
+
+
+def smooth_image(seed: int, size: int = 32, low: float = 0.3, high: float = 0.7) -> torch.Tensor:
+    """A blurry colour image (3,size,size) with values in [low, high], so no colour op clamps."""
+    noise = torch.rand(1, 3, size // 8, size // 8, generator=torch.Generator().manual_seed(seed))
+    image = torch.nn.functional.interpolate(noise, size=(size, size), mode="bilinear", align_corners=False)[0]
+    return low + (high - low) * image
+
+
+@pytest.mark.parametrize("statistic", ["gram", "adain"])
+def test_masked_style_loss_ignores_uncovered_feature_pixels(statistic):
+    mask = half_mask()
+    targets = targets_from(random_features(1), statistic)
+    results = []
+    for masked_out_values in (random_features(2), 100 * random_features(3)):
+        features = torch.where(mask > 0, random_features(4), masked_out_values).requires_grad_(True)
+        loss = style_loss({"relu1_1": features}, mask, targets, {"relu1_1": 1.0})
+        loss.backward()
+        results.append((loss.detach(), features.grad.clone()))
+        assert loss > 0
+    (loss_a, grad_a), (loss_b, grad_b) = results
+    assert torch.allclose(loss_a, loss_b, rtol=1e-6)
+    assert torch.allclose(grad_a, grad_b, rtol=1e-5, atol=1e-9)
+    assert (grad_a[..., mask[0, 0] == 0] == 0).all() and (grad_a[..., mask[0, 0] == 1] != 0).any()
+
+
+def test_content_loss_ignores_uncovered_pixels_and_is_scale_free():
+    mask = half_mask()
+    target = random_features(5)
+    features = random_features(6)
+    loss = content_loss({"relu4_2": features}, {"relu4_2": target}, mask, "relu4_2")
+    changed = torch.where(mask > 0, features, -50.0)
+    changed_target = torch.where(mask > 0, target, 7.0)
+    assert torch.allclose(content_loss({"relu4_2": changed}, {"relu4_2": changed_target}, mask, "relu4_2"), loss)
+    scaled = content_loss({"relu4_2": 30 * features}, {"relu4_2": 30 * target}, mask, "relu4_2")
+    assert torch.allclose(scaled, loss, rtol=1e-5)
+    assert content_loss({"relu4_2": target}, {"relu4_2": target}, mask, "relu4_2") == 0
+
+
+def test_weighted_gram_is_the_plain_gram_of_the_covered_pixels():
+    features = random_features(7, (2, 5, 4, 6))
+    mask = (random_features(8, (2, 1, 4, 6)) > 0.4).float()
+    weighted = gram(features, mask)
+    for view in range(2):
+        covered = features[view].reshape(5, -1)[:, mask[view].reshape(-1) > 0]
+        assert torch.allclose(weighted[view], covered @ covered.T / covered.shape[1], rtol=1e-5)
+    # normalised by the total weight: scaling all weights changes nothing
+    assert torch.allclose(gram(features, 3 * mask), weighted, rtol=1e-5)
+    assert torch.allclose(gram(features, torch.ones_like(mask)), gram(features), rtol=1e-5)
+    mean, std = mean_std(features, mask)
+    covered = features[0].reshape(5, -1)[:, mask[0].reshape(-1) > 0]
+    assert torch.allclose(mean[0], covered.mean(1), rtol=1e-5)
+    assert torch.allclose(std[0], covered.std(1, unbiased=False), rtol=1e-4)
+
+
+def test_weight_at_averages_areas():
+    weight_map = torch.tensor([[1.0, 1, 0, 0], [1, 1, 0, 1], [0, 0, 1, 1], [0, 0, 1, 1]])[None, None]
+    assert torch.equal(weight_at(weight_map, (2, 2))[0, 0], torch.tensor([[1.0, 0.25], [0.0, 1.0]]))
+    assert weight_at(weight_map, (4, 4)) is weight_map
+
+
+def test_uncovered_view_contributes_nothing():
+    features = random_features(9, (2, 8, 6, 6)).requires_grad_(True)
+    weight_map = torch.zeros(2, 1, 6, 6)
+    weight_map[1] = 1.0
+    targets = targets_from(random_features(10), "gram")
+    both = style_layer_losses({"relu1_1": features}, weight_map, targets)["relu1_1"]
+    only_second = style_layer_losses({"relu1_1": features[1:]}, weight_map[1:], targets)["relu1_1"]
+    assert torch.allclose(both, only_second / 2)   # averaged over 2 views, the empty one adding 0
+    both.backward()
+    assert torch.isfinite(features.grad).all() and (features.grad[0] == 0).all()
+
+
+@pytest.mark.parametrize("statistic", ["gram", "adain"])
+def test_style_losses_are_scale_free(statistic):
+    features, style_features = random_features(11), random_features(12)
+    loss = style_loss({"relu1_1": features}, None, targets_from(style_features, statistic), {"relu1_1": 1.0})
+    for scale in (1e-2, 250.0):
+        scaled_targets = targets_from(scale * style_features, statistic)
+        scaled = style_loss({"relu1_1": scale * features}, None, scaled_targets, {"relu1_1": 1.0})
+        assert torch.allclose(scaled, loss, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return load_vgg()
+
+
+def test_style_loss_is_zero_for_the_style_image_itself(vgg):
+    style = smooth_image(13, 48, 0.0, 1.0)
+    targets = style_targets(vgg, style, LAYERS, scales=(1.0,))
+    weights = dict.fromkeys(LAYERS, 1.0)
+    same = style_loss(vgg(style[None], LAYERS), None, targets, weights)
+    other = style_layer_losses(vgg(smooth_image(14, 48, 0.0, 1.0)[None], LAYERS), None, targets)
+    assert float(same) < 1e-10
+    # scale-free: every layer of an unrelated image is off by the same order of magnitude
+    assert all(0.01 < float(value) < 10 for value in other.values()), other
+    assert float(style_loss(vgg(smooth_image(14, 48, 0.0, 1.0)[None], LAYERS), None, targets, weights)) > 0.05
+
+
+def half_size(style: torch.Tensor) -> torch.Tensor:
+    size = (style.shape[-2] // 2, style.shape[-1] // 2)
+    return torch.nn.functional.interpolate(style[None], size=size, mode="bilinear", antialias=True,
+                                           align_corners=False)[0].clamp(0, 1)
+
+
+def test_multi_scale_targets_pool_the_scales(vgg):
+    style = smooth_image(15, 48, 0.0, 1.0)
+    full, half = vgg(style[None], ["relu2_1"])["relu2_1"], vgg(half_size(style)[None], ["relu2_1"])["relu2_1"]
+
+    grams = style_targets(vgg, style, ["relu2_1"], scales=(1.0, 0.5))
+    assert torch.allclose(grams.gram["relu2_1"], (gram(full) + gram(half))[0] / 2, rtol=1e-5)
+
+    # AdaIN: moments pooled with each scale weighing equally (not each pixel)
+    adain = style_targets(vgg, style, ["relu2_1"], scales=(1.0, 0.5), statistic="adain")
+    (full_mean, full_std), (half_mean, half_std) = mean_std(full), mean_std(half)
+    pooled_mean = (full_mean + half_mean)[0] / 2
+    pooled_square = (full_std ** 2 + full_mean ** 2 + half_std ** 2 + half_mean ** 2)[0] / 2
+    assert torch.allclose(adain.mean["relu2_1"], pooled_mean, rtol=1e-4)
+    assert torch.allclose(adain.std["relu2_1"], (pooled_square - pooled_mean ** 2).sqrt(), rtol=1e-3, atol=1e-3)
+
+
+def test_tv_loss():
+    assert tv_loss(torch.full((3, 8, 8), 0.4)) == 0
+    stripes = torch.zeros(1, 3, 8, 8)
+    stripes[..., ::2] = 1.0   # every horizontal neighbour differs by 1, vertical ones by 0
+    assert float(tv_loss(stripes)) == pytest.approx(1.0)
+    assert float(tv_loss(stripes.transpose(-1, -2)[0])) == pytest.approx(1.0)
+
+
+def test_match_colors_gives_the_style_the_content_colour_statistics():
+    style = smooth_image(16, 64, 0.0, 1.0)
+    content = torch.stack([0.6 + 0.08 * c for c in smooth_image(17, 64, -1.0, 1.0)])  # warm, low contrast
+    content[2] -= 0.25
+    matched = match_colors(style, content)
+    assert matched.shape == style.shape and matched.min() >= 0 and matched.max() <= 1
+    assert torch.allclose(matched.mean((1, 2)), content.mean((1, 2)), atol=2e-3)
+    covariance = lambda image: torch.cov(image.reshape(3, -1), correction=0)  # noqa: E731
+    assert torch.allclose(covariance(matched), covariance(content), atol=2e-4)
+    assert not torch.allclose(covariance(style), covariance(content), atol=2e-4)
+    # the structure is the style's: matched colours are an affine function of the style's
+    flat_style, flat_matched = style.reshape(3, -1), matched.reshape(3, -1)
+    affine = torch.cat([flat_style, torch.ones(1, flat_style.shape[1])])
+    solution = torch.linalg.lstsq(affine.T, flat_matched.T).solution
+    assert torch.allclose(affine.T @ solution, flat_matched.T, atol=1e-4)
+
+
+def test_keep_luminance_only_takes_luminance_from_stylized_and_chroma_from_original():
+    stylized, original = smooth_image(18, 16, 0.35, 0.65), smooth_image(19, 16, 0.35, 0.65)
+    combined = keep_luminance_only(stylized[None], original[None])[0]
+    yiq = lambda image: torch.einsum("ij,jhw->ihw", RGB_TO_YIQ, image)  # noqa: E731
+    assert torch.allclose(yiq(combined)[0], yiq(stylized)[0], atol=1e-5)
+    assert torch.allclose(yiq(combined)[1:], yiq(original)[1:], atol=1e-5)
+    assert not torch.allclose(combined, original, atol=1e-2)

@@ -1,0 +1,145 @@
+"""Depth-split patches and angle weights on real rasterized geometry (a tilted plane, a grazing wall)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from meshstyle.cameras import Camera, intrinsics_from_fov, look_at
+from meshstyle.config import LossConfig, RasterConfig
+from meshstyle.patches import (active_boxes, angle_weight, depth_weights, level_of_depth,
+                               split_by_depth)
+from meshstyle.raster import Rasterizer
+
+HEIGHT, WIDTH = 96, 128
+
+
+def tilted_plane_pyramid(raster: RasterConfig, tilt_deg: float = 70.0):
+    """A 20 m x 20 m floor seen from 1.5 m up, looking down at the floor at a shallow angle,
+    so depth grows from the bottom of the image to the top."""
+    plane = trimesh.creation.box(extents=(20.0, 20.0, 0.01))
+    plane.apply_translation((0, 8.0, -0.005))
+    uv = (plane.vertices[plane.faces][..., :2] / 20.0 + 0.5).astype(np.float32)
+    rasterizer = Rasterizer(np.asarray(plane.vertices), np.asarray(plane.faces, dtype=np.int64), uv)
+    eye = np.array([0.0, 0.0, 1.5])
+    pitch = math.radians(90.0 - tilt_deg)
+    target = eye + np.array([0.0, math.cos(pitch), -math.sin(pitch)])
+    camera = Camera(K=intrinsics_from_fov(WIDTH, HEIGHT, 60.0), cam_to_world=look_at(eye, target),
+                    width=WIDTH, height=HEIGHT)
+    heights = [int(round(HEIGHT * raster.level_scale ** k)) for k in range(raster.levels)]
+    return rasterizer.pyramid(camera, heights), camera
+
+
+def focal_at(camera: Camera, height: int) -> float:
+    return float(camera.scaled(height).K[1, 1])
+
+
+@pytest.mark.parametrize("blend, max_spread", [(1.0, 1.06), (0.5, 1.5 ** 0.5 * 1.04)])
+def test_level_choice_keeps_pixel_footprint_constant_in_world(blend, max_spread):
+    """Linear blending keeps the footprint constant; a narrower cross-fade lets it drift by at most
+    half the unblended share of a level step (1.5**0.5 for blend 0.5), never the full 2x+ of one level."""
+    raster = RasterConfig(image_height=HEIGHT, levels=3, level_scale=1.5)
+    pyramid, camera = tilted_plane_pyramid(raster)
+    base = pyramid.levels[0]
+    depths = base.depth[base.mask]
+    assert float(depths.max() / depths.min()) > 3.0, "the test plane must span a wide depth range"
+    reference = float(torch.quantile(depths, 0.1))
+    # A pixel of level k at depth d spans d / f_k metres; with the blend weights, the weighted
+    # log-size over levels must be the same at every depth inside the pyramid's range.
+    log_size = torch.zeros_like(base.depth)
+    total = torch.zeros_like(base.depth)
+    for k, fragments in enumerate(pyramid.levels):
+        share = depth_weights(fragments, k, reference, raster, blend)
+        share = torch.nn.functional.interpolate(share[None, None], size=base.depth.shape, mode="area")[0, 0]
+        log_size += share * torch.log(base.depth.clamp_min(1e-6) / focal_at(camera, fragments.height))
+        total += share
+    inside = base.mask & (base.depth > reference * 1.05) & (base.depth < reference * 1.5 ** 2 * 0.95)
+    # Interior pixels only: the area-downsampled shares of finer levels blur at the mask edge.
+    inside[:2], inside[-2:], inside[:, :2], inside[:, -2:] = False, False, False, False
+    assert int(inside.sum()) > 500
+    assert torch.allclose(total[inside], torch.ones_like(total[inside]), atol=0.08)
+    world_size = torch.exp(log_size[inside] / total[inside])
+    wanted = reference / focal_at(camera, HEIGHT)
+    spread = float(world_size.max() / world_size.min())
+    # Without depth awareness one level spans the whole depth ratio (about 2x here).
+    single_level = base.depth[inside] / focal_at(camera, HEIGHT)
+    assert float(single_level.max() / single_level.min()) > 1.8
+    assert spread < max_spread, f"pixel footprint varies {spread:.2f}x across depth"
+    assert abs(float(world_size.median()) / wanted - 1.0) < 0.1
+    # Far pixels go to the finest level, near ones to the coarsest.
+    far = base.mask & (base.depth > reference * 1.5 ** 2)
+    near = base.mask & (base.depth <= reference)
+    assert torch.all(level_of_depth(base.depth[far], reference, raster) == 2.0)
+    assert torch.all(level_of_depth(base.depth[near], reference, raster) == 0.0)
+
+
+def test_patches_cover_only_their_levels_pixels_and_shares_sum_to_one():
+    raster = RasterConfig(image_height=HEIGHT, levels=3, level_scale=1.5)
+    config = LossConfig(depth_aware=True, angle_aware=True, min_level_share=0.0, patch_margin=4,
+                        min_patch_size=16)
+    pyramid, _ = tilted_plane_pyramid(raster)
+    base = pyramid.levels[0]
+    reference = float(torch.quantile(base.depth[base.mask], 0.3))
+    patches = split_by_depth(pyramid, config, raster, reference)
+    levels = sorted({p.level for p in patches})
+    assert levels == [0, 1, 2]
+    assert math.isclose(sum(p.share for p in patches), 1.0, rel_tol=1e-6)
+    for patch in patches:
+        fragments = pyramid.levels[patch.level]
+        y0, y1, x0, x1 = patch.box
+        assert patch.weight.shape == (1, 1, y1 - y0, x1 - x0)
+        # Every weighted pixel of the level lies inside one of its boxes.
+        full = depth_weights(fragments, patch.level, reference, raster, config.level_blend) * \
+            angle_weight(fragments, config)
+        inside = sum(full[p.box[0]:p.box[1], p.box[2]:p.box[3]].sum() for p in patches if p.level == patch.level)
+        assert torch.isclose(inside, full.sum(), rtol=1e-5)
+    # The finest level's crop is a strip of its image (the far end of the floor), not the whole frame.
+    finest = [p for p in patches if p.level == 2]
+    assert sum(p.pixels for p in finest) < 0.7 * pyramid.levels[2].height * pyramid.levels[2].width
+
+
+def test_two_d_ablation_uses_one_level_with_uniform_weights():
+    raster = RasterConfig(image_height=HEIGHT, levels=3, level_scale=1.5)
+    config = LossConfig(depth_aware=False, angle_aware=False)
+    pyramid, _ = tilted_plane_pyramid(raster)
+    patches = split_by_depth(pyramid, config, raster, reference=1.0)
+    assert {p.level for p in patches} == {0}
+    for patch in patches:
+        values = patch.weight[0, 0][patch.mask]
+        assert torch.all(values == 1.0)
+        assert torch.all(patch.weight[0, 0][~patch.mask] == 0.0)
+
+
+def test_angle_weight_is_zero_beyond_threshold_and_monotone_in_cos():
+    raster = RasterConfig(image_height=HEIGHT, levels=1)
+    config = LossConfig(angle_aware=True, angle_threshold_deg=60.0)
+    pyramid, _ = tilted_plane_pyramid(raster, tilt_deg=80.0)   # the floor is seen from grazing to steep
+    fragments = pyramid.levels[0]
+    weight = angle_weight(fragments, config)
+    cos_angle = fragments.cos_angle[fragments.mask]
+    values = weight[fragments.mask]
+    threshold = math.cos(math.radians(60.0))
+    assert bool((cos_angle < threshold).any()) and bool((cos_angle > threshold).any())
+    assert torch.all(values[cos_angle < threshold - 1e-6] == 0.0)
+    assert torch.all(values[cos_angle >= threshold] > 0.0)
+    order = torch.argsort(cos_angle)
+    assert torch.all(torch.diff(values[order]) >= 0.0), "angle weight must not drop as cos grows"
+    assert torch.all(weight[~fragments.mask] == 0.0)
+    flat = angle_weight(fragments, LossConfig(angle_aware=False))
+    assert torch.all(flat[fragments.mask] == 1.0)
+
+
+def test_active_boxes_split_distant_strips_and_respect_min_size():
+    active = torch.zeros(64, 200, dtype=torch.bool)
+    active[10:20, 5:30] = True
+    active[40:44, 150:160] = True
+    boxes = active_boxes(active, margin=4, min_size=24)
+    assert len(boxes) == 2
+    (a_y0, a_y1, a_x0, a_x1), (b_y0, b_y1, b_x0, b_x1) = boxes
+    assert a_y0 <= 10 and a_y1 >= 20 and a_x0 <= 5 and a_x1 >= 30
+    assert b_x0 <= 150 and b_x1 >= 160 and b_y1 - b_y0 >= 24 and b_x1 - b_x0 >= 24
+    assert b_y1 <= 64 and a_x0 >= 0
+    assert active_boxes(torch.zeros(8, 8, dtype=torch.bool), 2, 4) == []
