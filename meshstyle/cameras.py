@@ -117,10 +117,7 @@ def walkthrough(scene: "Scene", n: int, rng: np.random.Generator, width: int = 3
                          f"more than {2 * CLEARANCE_M} m of floor)")
     spots = rng.uniform(low, high, size=(max(256, 24 * n), 2))
     eyes = spots[:, :1] * east + spots[:, 1:] * north + (floor + eye_height) * up
-    eyes = eyes[_free_eyes(rasterizer, eyes, up, eye_height)]
-    if len(eyes) == 0:
-        raise InputError(scene.source or scene.name, f"no free floor found for a walkthrough at eye height "
-                         f"{eye_height} m (is it a room, with the floor at the bottom and up = {scene.up}?)")
+    eyes = eyes[_free_eyes(rasterizer, eyes, up, eye_height, scene.source or scene.name)]
     eyes = eyes[_farthest_points(eyes, n, rng)]
 
     K = intrinsics_from_fov(width, height, fov_deg)
@@ -228,11 +225,21 @@ def _fibonacci_sphere(count: int) -> np.ndarray:
     return np.stack([ring * np.cos(azimuth), ring * np.sin(azimuth), z], axis=1)
 
 
-def _free_eyes(rasterizer: "Rasterizer", eyes: np.ndarray, up: np.ndarray, eye_height: float) -> np.ndarray:
-    """Boolean mask of the eyes that stand on open floor inside the room, clear of every surface."""
+def _free_eyes(rasterizer: "Rasterizer", eyes: np.ndarray, up: np.ndarray, eye_height: float,
+               where: str) -> np.ndarray:
+    """Boolean mask of the eyes that stand on open floor inside the room, clear of every surface.
+
+    The furniture test trusts the triangles' winding (room surfaces face the inside) and the
+    enclosure test a closed room; a scan may break either, so they are dropped, with a warning,
+    when no eye passes with them.
+    """
+    from .errors import InputError
+    from .progress import warn
+
     count = len(eyes)
     down = rasterizer.cast(eyes, np.broadcast_to(-up, (count, 3)))
     standing = down.hit & (np.abs(down.distance - eye_height) < 0.25)
+    clear = rasterizer.distance(eyes) >= CLEARANCE_M
 
     directions = _fibonacci_sphere(PROBE_DIRECTIONS)
     probes = rasterizer.cast(np.repeat(eyes, len(directions), axis=0), np.tile(directions, (count, 1)))
@@ -240,11 +247,21 @@ def _free_eyes(rasterizer: "Rasterizer", eyes: np.ndarray, up: np.ndarray, eye_h
     # Below and around the eye the room must be closed (scans often lack a ceiling, so not above).
     around = directions @ up < 0.3
     enclosed = hit[:, around].mean(axis=1) >= 0.95
+    # Inside a closed piece of furniture the rays meet the backs of its faces.
     normals = rasterizer.face_normal[np.where(probes.hit, probes.face_id, 0)]
     back_facing = (np.einsum("nk,nk->n", normals, np.tile(directions, (count, 1))) > 0).reshape(count, -1) & hit
     outside_furniture = back_facing.sum(axis=1) <= 0.1 * np.maximum(hit.sum(axis=1), 1)
-    clear = rasterizer.distance(eyes) >= CLEARANCE_M
-    return standing & enclosed & outside_furniture & clear
+
+    base = standing & clear
+    for extra, dropped in ((enclosed & outside_furniture, None),
+                           (enclosed, "triangle winding looks inconsistent: cannot tell furniture interiors apart"),
+                           (np.ones(count, dtype=bool), "the room is not closed around any free spot")):
+        if (base & extra).any():
+            if dropped:
+                warn(f"{where}: walkthrough: {dropped}")
+            return base & extra
+    raise InputError(where, f"no free floor found for a walkthrough at eye height {eye_height} m "
+                     f"(is it a room, with the floor at the bottom and up along {tuple(np.round(up, 3))}?)")
 
 
 def _farthest_points(points: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -20,7 +20,8 @@ least `circle_height` = 480 pixels high, field of view kept, so that discs span 
 2. blobs that touch the image border, a pixel off the mesh, or a different surface (a ring pixel
    off the blob's plane: occlusion, a corner) are dropped, as are blobs whose normals bend
    (a crease), blobs of fewer than `min_pixels`, and blobs that are not an ellipse in the image
-   (IoU with their moment ellipse < 0.8: two touching discs);
+   (IoU with their moment ellipse < 0.8: two touching discs); with the original texture given,
+   blobs that were mostly red before stylization (a red rug) are dropped too;
 3. each blob's pixels are back-projected to 3-D with the rendered depth and laid into the blob's
    surface plane; every pixel is weighted by the surface area it covers,
    `depth**2 * cos(off-axis angle) / (fx * fy * cos(view angle))`, so the blob's second moments
@@ -126,20 +127,19 @@ def evaluate(mesh: TexturedMesh, *, original: TexturedMesh | None = None, camera
 
     eval_cameras = list(holdout) if holdout else list(cameras)
     renderer = _Renderer(mesh)
+    circle_cameras = [camera if camera.height >= circle_height else camera.scaled(circle_height)
+                      for camera in eval_cameras]
     rendered: dict[str, list[RenderedView]] = {}
 
-    def views(kind: str = "eval") -> list[RenderedView]:
-        """Renders made once, on first use: eval views, enlarged circle views, or content targets."""
+    # Each kind of render, by (textured mesh, cameras), made once on first use; the original
+    # texture lies on the same geometry, so every render shares the first one's fragments.
+    sources = {"eval views": (mesh, eval_cameras), "circle views": (mesh, circle_cameras),
+               "content targets": (original, eval_cameras), "circle originals": (original, circle_cameras)}
+
+    def views(kind: str = "eval views") -> list[RenderedView]:
         if kind not in rendered:
-            if kind == "eval":
-                rendered[kind] = renderer.render(eval_cameras, mesh.texture, desc="eval views")
-            elif kind == "circles":
-                enlarged = [camera if camera.height >= circle_height else camera.scaled(circle_height)
-                            for camera in eval_cameras]
-                rendered[kind] = renderer.render(enlarged, mesh.texture, desc="circle views")
-            else:
-                rendered[kind] = _Renderer(original, reuse=renderer).render(
-                    eval_cameras, original.texture, desc="content targets")
+            textured, kind_cameras = sources[kind]
+            rendered[kind] = _Renderer(textured, reuse=renderer).render(kind_cameras, textured.texture, desc=kind)
         return rendered[kind]
 
     # One VGG pass per view serves both feature metrics.
@@ -152,16 +152,17 @@ def evaluate(mesh: TexturedMesh, *, original: TexturedMesh | None = None, camera
         if missing:
             results[name] = {"skipped": missing}
         elif name == "circles":
-            results[name] = circle_metrics(views("circles"))
+            results[name] = circle_metrics(views("circle views"),
+                                           views("circle originals") if original is not None else None)
         elif name == "style":
             results[name] = style_metrics(views(), style_image, style_size=style_size, seed=seed,
                                           features=features)
         elif name == "content":
-            results[name] = content_metrics(views(), views("targets"), features=features)
+            results[name] = content_metrics(views(), views("content targets"), features=features)
         elif name == "seams":
             results[name] = seam_metrics(views(), mesh)
         elif name == "coverage":
-            results[name] = coverage_metrics(renderer.render(list(cameras), None, desc="coverage views"), mesh)
+            results[name] = coverage_metrics(list(cameras), renderer.fragments(list(cameras)), mesh)
     return results
 
 
@@ -226,6 +227,11 @@ def _format_value(value: float) -> str:
 # ---------------------------------------------------------------------------------------------
 # Rendering: fragments once per camera, then any texture through them.
 
+def rendered_views(mesh: TexturedMesh, cameras: list[Camera]) -> list[RenderedView]:
+    """The mesh seen from each camera, with the fragments the image came from."""
+    return _Renderer(mesh).render(cameras, mesh.texture, desc="render views")
+
+
 class _Renderer:
     """Rasterizes one geometry; a renderer for a second texture on the same geometry reuses it."""
 
@@ -233,28 +239,29 @@ class _Renderer:
         from .raster import Rasterizer
 
         self.mesh = mesh
-        same_geometry = (reuse is not None and _same_geometry(reuse.mesh, mesh))
+        same_geometry = reuse is not None and (reuse.mesh is mesh or _same_geometry(reuse.mesh, mesh))
         self._fragments: dict[int, tuple[Camera, Fragments]] = reuse._fragments if same_geometry else {}
         self.rasterizer = reuse.rasterizer if same_geometry else Rasterizer(
             mesh.vertices, mesh.faces, mesh.uv)
 
-    def render(self, cameras: list[Camera], texture: np.ndarray | None, *, desc: str) -> list[RenderedView]:
+    def fragments(self, cameras: list[Camera]) -> list[Fragments]:
+        """Each camera's fragments, rasterized once (the cameras missing so far in one cast)."""
+        # Cameras (frozen, holding arrays) are not hashable: key by identity, keep them alive.
+        missing = list({id(camera): camera for camera in cameras if id(camera) not in self._fragments}.values())
+        for camera, fragments in zip(missing, self.rasterizer.render_many(missing)):
+            self._fragments[id(camera)] = (camera, fragments)
+        return [self._fragments[id(camera)][1] for camera in cameras]
+
+    def render(self, cameras: list[Camera], texture: np.ndarray, *, desc: str) -> list[RenderedView]:
         from .render import render_fragments
 
-        texture_t = None if texture is None else torch.from_numpy(
-            np.ascontiguousarray(texture, dtype=np.float32)).permute(2, 0, 1)
+        texture_chw = torch.from_numpy(np.ascontiguousarray(texture, dtype=np.float32)).permute(2, 0, 1)
         views = []
-        for camera in progress(cameras, desc=desc, unit="view"):
-            # Cameras (frozen, holding arrays) are not hashable: key by identity, keep them alive.
-            if id(camera) not in self._fragments:
-                self._fragments[id(camera)] = (camera, self.rasterizer(camera))
-            fragments = self._fragments[id(camera)][1]
-            if texture_t is None:
-                image = np.zeros((fragments.height, fragments.width, 3), np.float32)
-            else:
-                with torch.no_grad():
-                    image = render_fragments(texture_t, fragments).permute(1, 2, 0).clamp(0, 1).numpy()
-            views.append(RenderedView(camera=camera, fragments=fragments, image=image.astype(np.float32)))
+        for camera, fragments in progress(zip(cameras, self.fragments(cameras)), desc=desc, unit="view",
+                                          total=len(cameras)):
+            with torch.no_grad():
+                image = render_fragments(texture_chw, fragments).permute(1, 2, 0).clamp(0, 1)
+            views.append(RenderedView(camera=camera, fragments=fragments, image=image.numpy()))
         return views
 
 
@@ -282,16 +289,16 @@ def red_mask(image: np.ndarray) -> np.ndarray:
 
 
 def _has_red_discs(style_image: np.ndarray) -> bool:
-    red = red_mask(style_image[..., :3])
-    if red.mean() < 0.005:
-        return False
-    _, count = ndimage.label(red)
-    return count >= 1
+    return float(red_mask(style_image[..., :3]).mean()) >= 0.005
 
 
-def find_circles(view: RenderedView, *, min_pixels: int = 20, max_bend_deg: float = 10.0,
-                 min_ellipse_iou: float = 0.8) -> list[Circle]:
-    """Measure every usable red blob of one view on its surface (module doc, steps 1-3)."""
+def find_circles(view: RenderedView, *, already_red: np.ndarray | None = None, min_pixels: int = 20,
+                 max_bend_deg: float = 10.0, min_ellipse_iou: float = 0.8) -> list[Circle]:
+    """Measure every usable red blob of one view on its surface (module doc, steps 1-3).
+
+    already_red: (H,W) pixels that are red in the mesh's own colours; blobs mostly made of them
+    (a red rug, not a stroke) are not counted.
+    """
     fragments = view.fragments
     on_mesh = fragments.mask.numpy()
     depth = fragments.depth.numpy().astype(np.float64)
@@ -320,6 +327,8 @@ def find_circles(view: RenderedView, *, min_pixels: int = 20, max_bend_deg: floa
 
         rows, cols = np.nonzero(blob)
         rows, cols = rows + window[0].start, cols + window[1].start
+        if already_red is not None and already_red[rows, cols].mean() > 0.5:
+            continue
         blob_normals = normals[rows, cols]
         plane_normal = blob_normals.mean(0)
         plane_normal /= np.linalg.norm(plane_normal)
@@ -368,6 +377,8 @@ def find_circles(view: RenderedView, *, min_pixels: int = 20, max_bend_deg: floa
 
 def _ellipse_iou(blob: np.ndarray) -> float:
     """Overlap of a pixel blob with the ellipse of its own second moments (1 for a clean ellipse)."""
+    # Room for a moment ellipse that reaches beyond the blob's box (an L-shaped blob's does).
+    blob = np.pad(blob, max(blob.shape) // 2)
     rows, cols = np.nonzero(blob)
     points = np.stack([rows, cols], axis=1).astype(np.float64)
     mean = points.mean(0)
@@ -379,8 +390,13 @@ def _ellipse_iou(blob: np.ndarray) -> float:
     return float((inside & blob).sum() / (inside | blob).sum())
 
 
-def circle_metrics(views: list[RenderedView], *, min_pixels: int = 20) -> dict[str, float]:
-    circles = [circle for view in views for circle in find_circles(view, min_pixels=min_pixels)]
+def circle_metrics(views: list[RenderedView], originals: list[RenderedView] | None = None, *,
+                   min_pixels: int = 20) -> dict[str, float]:
+    """Figures over the blobs of all views; `originals` (the same views with the initial texture)
+    rule out blobs that were red before stylization."""
+    already_red = [None] * len(views) if originals is None else [red_mask(view.image) for view in originals]
+    circles = [circle for view, red in zip(views, already_red)
+               for circle in find_circles(view, already_red=red, min_pixels=min_pixels)]
     if not circles:
         return {"skipped": "no red discs found in the views"}
     radius = np.array([c.radius_m for c in circles])
@@ -641,22 +657,22 @@ def seam_metrics(views: list[RenderedView], mesh: TexturedMesh) -> dict[str, flo
 # ---------------------------------------------------------------------------------------------
 # coverage
 
-def coverage_metrics(views: list[RenderedView], mesh: TexturedMesh, *,
+def coverage_metrics(cameras: list[Camera], fragments: list[Fragments], mesh: TexturedMesh, *,
                      max_size: int = MAX_COVERAGE_SIZE, depth_tolerance: float = 0.02) -> dict[str, float]:
     from .atlas import rasterize_atlas
 
     size = int(min(max(mesh.texture.shape[:2]), max_size))
-    texel_face, texel_bary = (np.asarray(a) for a in _as_numpy(rasterize_atlas(mesh.uv, size)))
+    texel_face, texel_bary = rasterize_atlas(mesh.uv, size)
     used = texel_face >= 0
-    faces = texel_face[used].astype(np.int64)
-    corners = mesh.vertices[mesh.faces[faces]]                                  # (T,3,3)
-    points = np.einsum("tk,tkd->td", texel_bary[used].astype(np.float64), corners)
-    seen = np.zeros(len(points), dtype=bool)
-    for view in views:
-        seen |= _visible(points, faces, view, depth_tolerance)
     used_count = int(used.sum())
     if used_count == 0:
         return {"skipped": "the atlas has no charts"}
+    faces = texel_face[used]
+    corners = np.asarray(mesh.vertices, dtype=np.float64)[mesh.faces[faces]]     # (T,3,3)
+    points = np.einsum("tk,tkd->td", texel_bary[used].astype(np.float64), corners)
+    seen = np.zeros(len(points), dtype=bool)
+    for camera, view in zip(cameras, fragments):
+        seen |= _visible(points, faces, camera, view, depth_tolerance)
     unseen = used_count - int(seen.sum())
     return {
         "seen_share": float(seen.sum() / used_count),
@@ -664,30 +680,28 @@ def coverage_metrics(views: list[RenderedView], mesh: TexturedMesh, *,
         "unseen_texels": float(unseen),
         "used_texels": float(used_count),
         "atlas_size": float(size),
-        "views": float(len(views)),
+        "views": float(len(cameras)),
     }
 
 
-def _as_numpy(arrays: tuple) -> tuple:
-    return tuple(a.numpy() if isinstance(a, torch.Tensor) else a for a in arrays)
-
-
-def _visible(points: np.ndarray, faces: np.ndarray, view: RenderedView, depth_tolerance: float) -> np.ndarray:
-    """Which surface points `view` sees: in the image and not behind what its pixel shows."""
-    camera, fragments = view.camera, view.fragments
+def _visible(points: np.ndarray, faces: np.ndarray, camera: Camera, fragments: Fragments,
+             depth_tolerance: float) -> np.ndarray:
+    """Which surface points the view sees: in the image and not behind what its pixel shows."""
     world_to_cam = np.linalg.inv(camera.cam_to_world)
     points_cam = points @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
     z = points_cam[:, 2]
     in_front = z > 1e-6
     pixels = points_cam @ camera.K.T
-    cols = np.round(pixels[:, 0] / np.where(in_front, z, 1.0)).astype(np.int64)
-    rows = np.round(pixels[:, 1] / np.where(in_front, z, 1.0)).astype(np.int64)
+    safe_z = np.where(in_front, z, 1.0)
+    cols = np.round(pixels[:, 0] / safe_z).astype(np.int64)
+    rows = np.round(pixels[:, 1] / safe_z).astype(np.int64)
     inside = in_front & (cols >= 0) & (cols < fragments.width) & (rows >= 0) & (rows < fragments.height)
+    rows, cols, z = rows[inside], cols[inside], z[inside]
+    pixel_face = fragments.face_id.numpy()[rows, cols]
+    pixel_depth = fragments.depth.numpy()[rows, cols]
+    # Its own face, or something at its depth (a neighbouring face of the same surface); at grazing
+    # angles the depth changes fast across a pixel and the face test carries it.
+    same_surface = (pixel_face == faces[inside]) | (np.abs(pixel_depth - z) <= depth_tolerance * z)
     visible = np.zeros(len(points), dtype=bool)
-    rows_in, cols_in = rows[inside], cols[inside]
-    mask = fragments.mask.numpy()[rows_in, cols_in]
-    pixel_face = fragments.face_id.numpy()[rows_in, cols_in]
-    pixel_depth = fragments.depth.numpy()[rows_in, cols_in]
-    same_surface = (pixel_face == faces[inside]) | (np.abs(pixel_depth - z[inside]) <= depth_tolerance * z[inside])
-    visible[inside] = mask & same_surface
+    visible[inside] = fragments.mask.numpy()[rows, cols] & same_surface
     return visible

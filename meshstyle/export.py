@@ -63,12 +63,27 @@ def _trimesh_of(mesh: TexturedMesh):
     from trimesh.visual.material import PBRMaterial
 
     faces, source_vertex, uv = split_uv_seams(np.asarray(mesh.faces), np.asarray(mesh.uv))
+    # Normals come from the welded mesh, so shading stays smooth across UV seams; without them
+    # viewers shade every triangle flat.
+    normals = vertex_normals(np.asarray(mesh.vertices), np.asarray(mesh.faces))[source_vertex]
     # trimesh's default material exports dark and metallic (TRAPS.md): a plain diffuse one instead.
     material = PBRMaterial(name=MATERIAL_NAME, baseColorTexture=Image.fromarray(to_uint8(mesh.texture)),
                            baseColorFactor=[255, 255, 255, 255], metallicFactor=0.0, roughnessFactor=1.0,
                            doubleSided=True)
     return trimesh.Trimesh(vertices=np.asarray(mesh.vertices, dtype=np.float64)[source_vertex], faces=faces,
-                           visual=trimesh.visual.TextureVisuals(uv=uv, material=material), process=False)
+                           vertex_normals=normals, process=False,
+                           visual=trimesh.visual.TextureVisuals(uv=uv, material=material))
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (V,3); vertices without faces get +z."""
+    corners = vertices[faces]
+    face_normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])   # length = 2 area
+    summed = np.zeros_like(vertices, dtype=np.float64)
+    for axis in range(3):
+        summed[:, axis] = np.bincount(faces.ravel(), np.repeat(face_normal[:, axis], 3), minlength=len(vertices))
+    length = np.linalg.norm(summed, axis=1, keepdims=True)
+    return np.where(length > 0, summed / np.maximum(length, 1e-30), [0.0, 0.0, 1.0])
 
 
 def write_glb(mesh: TexturedMesh, path: str | Path, up: tuple[float, float, float] = Z_UP) -> None:

@@ -12,8 +12,8 @@ Scale-free losses (see `meshstyle.vgg` for why): every per-layer loss is relativ
   AdaIN:   (|mu - mu*|^2 + |sd - sd*|^2) / (|mu*|^2 + |sd*|^2)
   content: sum_p w_p |F_p - F*_p|^2 / sum_p w_p |F*_p|^2
 so each starts near 1 when the image is far from the target, whatever the network's activation
-scale, and the layer weights and style/content weights are plain ratios. Measured with
-scripts/style2d.py (raw Gram losses differ by ~4 orders of magnitude between relu1_1 and relu4_1).
+scale, and the layer weights and style/content weights are plain ratios (measurements in
+scripts/style2d.py's docstring).
 
 Colour preservation (Gatys et al. 2016): `match_colors` recolours the style image to the content's
 colour mean and covariance before its targets are computed; `keep_luminance_only` keeps the

@@ -29,7 +29,7 @@ from .raster import Rasterizer, view_pyramids
 from .result import StylizeResult
 from .scans import content_target, default_texture_size, select_frames
 from .scene import Photo, Scene, TexturedMesh
-from .styles import load_style
+from .styles import load_style, resize_long_side
 from .texture import LaplacianTexture
 from .vgg import load_vgg
 
@@ -133,8 +133,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
 
     with stage("targets", timings):
         vgg = load_vgg(device=device, dtype=vgg_dtype(config), channels_last=config.optim.channels_last)
-        style_image = torch.from_numpy(np.ascontiguousarray(load_style(style, size=config.loss.style_size),
-                                                            dtype=np.float32)).permute(2, 0, 1)
+        style_image = torch.from_numpy(style_pixels(style, config.loss.style_size)).permute(2, 0, 1)
         initial_tensor = torch.from_numpy(initial).permute(2, 0, 1).contiguous()
         if config.loss.preserve_color:
             style_image = match_colors(style_image, initial_tensor)
@@ -168,6 +167,16 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
     return Prepared(atlas=atlas, initial=initial, train_cameras=train_cameras, holdout=holdout, views=views,
                     holdout_views=holdout_views, objective=objective,
                     style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings)
+
+
+def style_pixels(style: str | Path | np.ndarray, size: int) -> np.ndarray:
+    """(H,W,3) float32 style image with long side `size`, from a file, a built-in name or an array."""
+    if isinstance(style, np.ndarray):
+        if style.ndim != 3 or style.shape[2] != 3:
+            raise InputError("style", f"expected an (H,W,3) image array, got shape {style.shape}")
+        pixels = style.astype(np.float32) / (255.0 if style.dtype == np.uint8 else 1.0)
+        return np.ascontiguousarray(resize_long_side(np.clip(pixels, 0, 1), size, source="style"))
+    return np.ascontiguousarray(load_style(style, size=size), dtype=np.float32)
 
 
 def choose_cameras(scene: Scene, rasterizer: Rasterizer, config: StylizeConfig,

@@ -14,6 +14,7 @@ fragments while storing 16 bytes per pixel instead of ~50.
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -25,10 +26,9 @@ from .cache import cache_dir as cache_folder
 from .cache import fingerprint
 from .cameras import Camera
 from .fragments import Fragments, ViewPyramid
+from .io import atomic_path
 from .progress import progress
 
-# open3d marks a ray that hit nothing with this geometry / primitive id.
-MISS_ID = 2**32 - 1
 # Grazing views: below this |cos| the footprint stops growing (it would be infinite at 90 degrees);
 # at 0.02 the mip level is already ~5.6 levels coarser than face-on, i.e. fully blurred.
 MIN_FOOTPRINT_COS = 0.02
@@ -98,7 +98,8 @@ class Rasterizer:
         import open3d.core as o3c
 
         result = self._embree().cast_rays(o3c.Tensor.from_numpy(rays))
-        # Viewing the uint32 ids as int32 turns the miss id 2^32-1 into -1 without a copy.
+        # open3d's miss id is 2^32-1: viewing the uint32 ids as int32 makes it -1 without a copy
+        # (meshes stay far below 2^31 faces).
         return RayHits(face_id=result["primitive_ids"].numpy().view(np.int32),
                        bary_uv=result["primitive_uvs"].numpy(), distance=result["t_hit"].numpy())
 
@@ -403,11 +404,9 @@ def view_key(rasterizer: Rasterizer, camera: Camera, levels: Sequence[Camera]) -
 
 
 def _write_hits(path: Path, level_hits: list[RayHits]) -> None:
-    from .io import atomic_path
-
     arrays = {}
     for index, hits in enumerate(level_hits):
-        arrays[f"face_id{index}"] = hits.face_id.astype(np.int32)   # meshes stay below 2^31 faces
+        arrays[f"face_id{index}"] = hits.face_id
         arrays[f"bary_uv{index}"] = hits.bary_uv
         arrays[f"distance{index}"] = hits.distance
     # Uncompressed: zlib on float hits costs more time than casting the rays again.
@@ -423,11 +422,11 @@ def _read_hits(path: Path, levels: Sequence[Camera]) -> list[RayHits] | None:
         with np.load(path) as stored:
             level_hits = []
             for index, level in enumerate(levels):
-                hits = RayHits(face_id=stored[f"face_id{index}"].astype(np.int64),
+                hits = RayHits(face_id=stored[f"face_id{index}"],
                                bary_uv=stored[f"bary_uv{index}"], distance=stored[f"distance{index}"])
                 if len(hits.face_id) != level.width * level.height:
                     return None
                 level_hits.append(hits)
             return level_hits
-    except (OSError, KeyError, ValueError, EOFError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None

@@ -12,6 +12,7 @@ scene. Several views go through one texture lookup at a time, so its per-call se
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from .io import atomic_path, to_uint8, write_image
 from .progress import progress
 from .raster import MIN_FOOTPRINT_COS, Rasterizer, image_coordinates
 from .scene import TexturedMesh
+from .texture import mip_levels, mip_pyramid, sample
 
 __all__ = ["ViewSamples", "ViewRenderer", "render_views", "render_fragments", "shade", "psnr",
            "write_views", "write_video", "write_views_and_video", "contact_sheet", "write_image"]
@@ -40,6 +42,8 @@ AMBIENT = 0.35
 # Views per texture lookup: enough to share the lookup's setup, few enough to bound memory.
 BATCH_PIXELS = 1_500_000
 CACHE_FORMAT = "view-samples-1"
+# Torch threads for the per-pixel work (see `elementwise_threads`).
+ELEMENTWISE_THREADS = int(os.environ.get("MESHSTYLE_RENDER_THREADS", 1))
 CACHE_BUDGET_MB = float(os.environ.get("MESHSTYLE_RENDER_CACHE_MB", 2048))
 
 Colour = tuple[float, float, float]
@@ -122,14 +126,15 @@ class ViewRenderer:
         """
         if supersample < 1:
             raise ValueError(f"supersample must be >= 1, got {supersample}")
-        texture_chw = _as_chw(self.mesh.texture if texture is None else texture)
+        mipmap = PackedMipmap(_as_chw(self.mesh.texture if texture is None else texture))
         bar = progress(total=len(cameras), desc="render", unit="frame")
         try:
             for batch in view_batches(cameras, supersample):
-                views = ViewSamples.stack(self.samples([camera.scaled(camera.height * supersample)
-                                                        if supersample > 1 else camera for camera in batch]))
-                with torch.no_grad():
-                    images = shade(texture_chw, views, shading=shading, background=background, mip=mip)
+                # Not across the yield: the caller's own torch work keeps its thread count.
+                with elementwise_threads(), torch.no_grad():
+                    views = ViewSamples.stack(self.samples([camera.scaled(camera.height * supersample)
+                                                            if supersample > 1 else camera for camera in batch]))
+                    images = shade(mipmap, views, shading=shading, background=background, mip=mip)
                     if supersample > 1:
                         images = F.avg_pool2d(images, supersample)
                 for image in images.permute(0, 2, 3, 1).numpy():
@@ -179,6 +184,26 @@ class ViewRenderer:
         if self._cast is None:
             self._cast = SampleCaster(Rasterizer(self.mesh.vertices, self.mesh.faces, self.mesh.uv))
         return self._cast
+
+
+@contextlib.contextmanager
+def elementwise_threads(threads: int = ELEMENTWISE_THREADS) -> Iterator[None]:
+    """Run torch with `threads` intra-op threads inside the block, restoring the count after.
+
+    Rendering is dozens of memory-bound element-wise ops on a few hundred thousand pixels: a second
+    OpenMP thread barely helps them on an idle machine, and on a shared, busy one every op's
+    hand-off between threads waits for a descheduled thread (measured on demo-room with the 2 cores
+    under load ~10: 8 views at 640x480 took 14.5 s with 2 torch threads and 2.9 s with 1).
+    """
+    previous = torch.get_num_threads()
+    if previous == threads:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class SampleCaster:
@@ -264,6 +289,62 @@ class SampleCaster:
                            mask=mask.reshape(shape))
 
 
+class PackedMipmap:
+    """Every mip level of one texture packed into one image, for fast trilinear lookups.
+
+    `texture.sample` reads a different mip level per pixel by sorting the pixels by level (it must
+    stay differentiable and light on memory for the optimiser); for rendering one fixed texture into
+    many views that sort is the largest cost. Here level 0 sits at the left and the coarser levels
+    are stacked in a column to its right, each with a one-texel border repeating its edge, so each
+    of the two levels a pixel blends is one `grid_sample` over all pixels at once: the pixel's UV
+    maps into its level's rectangle by a per-level scale and offset. Same pyramid
+    (`texture.mip_pyramid`), level choice and conventions as `texture.sample` (align_corners=False,
+    border texels repeat beyond the edge): tests compare the two.
+    """
+
+    def __init__(self, texture: torch.Tensor):
+        channels, height, width = texture.shape
+        pyramid = mip_pyramid(texture.detach().to(torch.float32), mip_levels(height, width))
+        column = width + 2
+        rows = np.cumsum([0] + [level.shape[1] + 2 for level in pyramid[1:]])
+        packed_height = max(height + 2, int(rows[-1]))
+        packed_width = column + (pyramid[1].shape[2] + 2 if len(pyramid) > 1 else 0)
+        self.image = torch.zeros((1, channels, packed_height, packed_width), dtype=torch.float32)
+        mapping = []
+        for level, (x, y) in zip(pyramid, [(0, 0)] + [(column, int(row)) for row in rows[:-1]]):
+            level_height, level_width = level.shape[1:]
+            self.image[0, :, y:y + level_height + 2, x:x + level_width + 2] = F.pad(level[None], (1, 1, 1, 1),
+                                                                                    mode="replicate")[0]
+            # UV (0..1, v up) -> grid_sample coordinates of the packed image (align_corners=False):
+            # texel column i of the level is packed column x + 1 + i; v = 1 is the level's top row.
+            mapping.append((2.0 * level_width / packed_width, -2.0 * level_height / packed_height,
+                            2.0 * (x + 1) / packed_width - 1.0, 2.0 * (y + 1 + level_height) / packed_height - 1.0))
+        self.mapping = torch.tensor(mapping, dtype=torch.float32)   # per level: scale x, y; offset x, y
+        self.side = max(height, width)
+
+    def sample(self, uv: torch.Tensor, footprint: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,C,H,W) colours at `uv` (N,H,W,2); trilinear by `footprint` (N,H,W), else bilinear."""
+        # Within [0,1] the one-texel borders give exactly grid_sample's border padding.
+        uv = uv.clamp(0.0, 1.0)
+        if footprint is None:
+            return self._bilinear(uv, torch.zeros(uv.shape[:-1], dtype=torch.long))
+        top = len(self.mapping) - 1
+        level = torch.log2(footprint * self.side).nan_to_num_(0.0, posinf=1e9, neginf=0.0).clamp_(0.0, top)
+        lower = level.floor()
+        lower_index = lower.long()
+        near = self._bilinear(uv, lower_index)
+        far = self._bilinear(uv, lower_index.add_(1).clamp_(max=top))
+        return near.lerp_(far, level.sub_(lower).unsqueeze(1))
+
+    def _bilinear(self, uv: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        mapping = F.embedding(level, self.mapping)
+        grid = torch.addcmul(mapping[..., 2:], uv, mapping[..., :2])
+        views, rows, cols = uv.shape[:-1]
+        colours = F.grid_sample(self.image, grid.view(1, views * rows, cols, 2), mode="bilinear",
+                                padding_mode="border", align_corners=False)
+        return colours.view(-1, views, rows, cols).transpose(0, 1)
+
+
 def render_views(mesh: TexturedMesh, cameras: Sequence[Camera], *, shading: bool = False, supersample: int = 1,
                  background: Colour = (1.0, 1.0, 1.0), mip: bool = True, cache: bool = True,
                  cache_dir: str | Path | None = None) -> Iterator[np.ndarray]:
@@ -279,12 +360,18 @@ def render_fragments(texture: torch.Tensor, fragments: Fragments, *, shading: bo
                  background=background, mip=mip)[0]
 
 
-def shade(texture: torch.Tensor, views: ViewSamples, *, shading: bool = False,
+def shade(texture: "torch.Tensor | PackedMipmap", views: ViewSamples, *, shading: bool = False,
           background: Colour = (1.0, 1.0, 1.0), mip: bool = True) -> torch.Tensor:
-    """(N,3,H,W) images from N stacked views: texture lookup, optional headlight, background."""
-    from .texture import sample
+    """(N,3,H,W) images from N stacked views: texture lookup, optional headlight, background.
 
-    colour = sample(texture, views.uv, footprint=views.footprint if mip else None, mask=views.mask)
+    texture: a (3,H,W) tensor, read through `texture.sample` (differentiable, for the optimiser), or a
+    `PackedMipmap` of it (the same colours, faster when one texture serves many views).
+    """
+    footprint = views.footprint if mip else None
+    if isinstance(texture, PackedMipmap):
+        colour = texture.sample(views.uv, footprint)
+    else:
+        colour = sample(texture, views.uv, footprint=footprint, mask=views.mask)
     if shading:
         colour = colour * (AMBIENT + (1.0 - AMBIENT) * views.cos_angle.clamp(0.0, 1.0)).unsqueeze(1)
     backdrop = torch.tensor(background, dtype=colour.dtype).view(1, 3, 1, 1)

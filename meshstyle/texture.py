@@ -68,7 +68,10 @@ def sample(texture: torch.Tensor, uv: torch.Tensor, footprint: torch.Tensor | No
     if mask is not None:
         pixel = mask.reshape(-1).nonzero().squeeze(1)
         grid = grid[pixel]
-    if footprint is None:
+    if len(grid) == 0:
+        # Nothing covered: an empty slice of the texture keeps the result in the autograd graph.
+        colours = texture.reshape(texture.shape[0], -1)[:, :0]
+    elif footprint is None:
         colours = _bilinear(texture, grid)
     else:
         texels = footprint.reshape(-1).to(texture.dtype)

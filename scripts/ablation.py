@@ -116,8 +116,8 @@ def main() -> None:
         started = time.perf_counter()
         result = stylize(scene, "circles", variant_config(base, depth_aware, angle_aware))
         seconds[name] = time.perf_counter() - started
-        results[name] = evaluate(result.mesh, cameras=result.cameras, holdout=holdout,
-                                 style_image=result.style_image, metrics=["circles"])
+        results[name] = evaluate(result.mesh, original=result.original, cameras=result.cameras,
+                                 holdout=holdout, style_image=result.style_image, metrics=["circles"])
         log(f"ablation: {name} took {seconds[name]:.0f} s\n{format_table(results[name])}")
         if args.out is not None:
             write_image(args.out / f"texture_{name}.png", result.mesh.texture)

@@ -45,6 +45,8 @@ def bench(name: str, sizes: list[int]) -> None:
     from meshstyle.atlas import (atlas_info, bake_texture, make_atlas, project_charts, rasterize_atlas,
                                  split_to_manifold)
     from meshstyle.config import SceneConfig
+    from meshstyle.export import read_textured, write_glb, write_obj
+    from meshstyle.scene import TexturedMesh
 
     print(f"{name}:")
     scene = load(name)
@@ -56,6 +58,11 @@ def bench(name: str, sizes: list[int]) -> None:
         del face_id
         texture = timed(f"bake_texture {size}", lambda: bake_texture(scene, atlas, size))
         assert np.isfinite(texture).all()
+        mesh = TexturedMesh(scene.vertices, scene.faces, atlas.uv, texture)
+        with tempfile.TemporaryDirectory(prefix="bench-export-") as out:
+            timed(f"write_glb {size}", lambda: write_glb(mesh, Path(out) / "mesh.glb"))
+            timed(f"write_obj {size}", lambda: write_obj(mesh, Path(out) / "mesh.obj"))
+            timed(f"read_textured GLB {size}", lambda: read_textured(Path(out) / "mesh.glb"))
         faces, source = split_to_manifold(scene.faces)
         uv = timed(f"projected charts {size} (fallback)", lambda: project_charts(scene.vertices[source], faces, size))
         face_id, _ = rasterize_atlas(uv, size)

@@ -214,11 +214,11 @@ def test_baked_vertex_colours_render_like_the_vertex_colours_of_demo_room():
 
 
 def test_uvatlas_failure_falls_back_to_projected_charts(private_cache, capsys):
-    # Two separate quads on a 16-texel atlas: uvatlas cannot pack them with its 3-texel gutter.
+    # Two separate quads on a 4-texel atlas: uvatlas cannot pack them with its 3-texel gutter.
     quad = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0.0]])
     scene = Scene("two quads", np.vstack([quad, quad + [2, 0, 0]]),
                   np.array([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]]))
-    atlas = make_atlas(scene, 16, SceneConfig())
+    atlas = make_atlas(scene, 4, SceneConfig())
     assert "uvatlas failed" in capsys.readouterr().err
     assert atlas.method == "projected" and atlas.charts == 2
-    assert atlas.uv.min() >= 0 and atlas.uv.max() <= 1 and overlap_share(atlas.uv, 16) == 0
+    assert atlas.uv.min() >= 0 and atlas.uv.max() <= 1 and overlap_share(atlas.uv, 4) == 0

@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 import trimesh
 
 from meshstyle.cameras import Camera, intrinsics_from_fov, look_at
-from meshstyle.evaluate import (METRICS, evaluate, find_circles, flatten_metrics, format_table,
-                                _Renderer)
+from meshstyle.evaluate import METRICS, evaluate, find_circles, flatten_metrics, format_table, rendered_views
 from meshstyle.scene import TexturedMesh
 
 PLANE_HALF = 1.0          # the plane spans [-1, 1] x [-1, 1] metres
@@ -167,8 +165,7 @@ TILT, VIEW = 35.0, 50.0
 def measured_circles(texture: np.ndarray):
     mesh = plane_mesh(texture, tilt_deg=TILT)
     camera = oblique_camera(TILT, VIEW, distance=1.8)
-    views = _Renderer(mesh).render([camera], mesh.texture, desc="test")
-    return find_circles(views[0]), camera
+    return find_circles(rendered_views(mesh, [camera])[0]), camera
 
 
 def test_circles_of_known_radius_on_a_tilted_plane_are_measured_on_the_surface():
@@ -228,6 +225,10 @@ def test_evaluate_circles_figures_flatten_and_table():
     assert set(flat) == {f"circles.{key}" for key in circles}
     table = format_table(results)
     assert "radius_median_m" in table and "no style image" in table
+
+    # Red that was already in the mesh's own colours is not a stroke.
+    unchanged = evaluate(mesh, original=mesh, cameras=cameras, metrics=["circles"])
+    assert unchanged["circles"] == {"skipped": "no red discs found in the views"}
 
     # Not the circles style: circles is skipped instead of measuring random red.
     grey_style = np.full((64, 64, 3), 0.5, np.float32)

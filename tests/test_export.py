@@ -92,6 +92,7 @@ def test_glb_is_what_a_browser_viewer_expects(tmp_path):
     pbr = material["pbrMetallicRoughness"]
     assert pbr["metallicFactor"] == 0 and pbr["roughnessFactor"] == 1 and "baseColorTexture" in pbr
     assert document["images"][0]["mimeType"] == "image/png"
+    assert {"POSITION", "TEXCOORD_0", "NORMAL"} <= set(document["meshes"][0]["primitives"][0]["attributes"])
     # The root node turns z-up into glTF's y-up; the up axis is recorded for our own reader.
     assert np.allclose(np.reshape(document["nodes"][0]["matrix"], (4, 4)).T, up_to_gltf((0, 0, 1)))
     assert document["scenes"][0]["extras"]["meshstyle"]["up"] == [0, 0, 1]
@@ -122,20 +123,23 @@ def test_failing_export_leaves_no_half_written_files(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def noisy_ball() -> tuple[Scene, TexturedMesh]:
+@pytest.fixture(scope="module")
+def noisy_ball(tmp_path_factory) -> TexturedMesh:
+    """A ball on a fresh uvatlas atlas (unwrapped once for the module) with a noisy texture."""
     sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
     scene = Scene("ball", np.asarray(sphere.vertices), np.asarray(sphere.faces, dtype=np.int64))
-    atlas = make_atlas(scene, 256, SceneConfig())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MESHSTYLE_CACHE", str(tmp_path_factory.mktemp("cache")))
+        atlas = make_atlas(scene, 256, SceneConfig())
     texture = np.random.default_rng(0).random((256, 256, 3)).astype(np.float32)
     # Smooth the noise a little so that bilinear lookups are well defined at 8 bits.
     texture = (texture + np.roll(texture, 1, 0) + np.roll(texture, 1, 1) + np.roll(texture, 1, (0, 1))) / 4
-    return scene, TexturedMesh(scene.vertices, scene.faces, atlas.uv, texture)
+    return TexturedMesh(scene.vertices, scene.faces, atlas.uv, texture)
 
 
 @pytest.mark.parametrize("suffix", [".glb", ".obj"])
-def test_export_reimport_render_matches_the_mesh_in_memory(tmp_path, monkeypatch, suffix):
-    monkeypatch.setenv("MESHSTYLE_CACHE", str(tmp_path / "cache"))
-    scene, mesh = noisy_ball()
+def test_export_reimport_render_matches_the_mesh_in_memory(tmp_path, noisy_ball, suffix):
+    mesh = noisy_ball
     path = tmp_path / f"ball{suffix}"
     (write_glb if suffix == ".glb" else write_obj)(mesh, path)
     again = read_textured(path)

@@ -91,11 +91,11 @@ def test_patches_cover_only_their_levels_pixels_and_shares_sum_to_one():
         fragments = pyramid.levels[patch.level]
         y0, y1, x0, x1 = patch.box
         assert patch.weight.shape == (1, 1, y1 - y0, x1 - x0)
-        # Every weighted pixel of the level lies inside one of its boxes.
+        # The level's crops hold all of its weight, each pixel's exactly once.
         full = depth_weights(fragments, patch.level, reference, raster, config.level_blend) * \
             angle_weight(fragments, config)
-        inside = sum(full[p.box[0]:p.box[1], p.box[2]:p.box[3]].sum() for p in patches if p.level == patch.level)
-        assert torch.isclose(inside, full.sum(), rtol=1e-5)
+        in_crops = sum(p.weight.sum() for p in patches if p.level == patch.level)
+        assert torch.isclose(in_crops, full.sum(), rtol=1e-5)
     # The finest level's crop is a strip of its image (the far end of the floor), not the whole frame.
     finest = [p for p in patches if p.level == 2]
     assert sum(p.pixels for p in finest) < 0.7 * pyramid.levels[2].height * pyramid.levels[2].width
@@ -132,14 +132,30 @@ def test_angle_weight_is_zero_beyond_threshold_and_monotone_in_cos():
     assert torch.all(flat[fragments.mask] == 1.0)
 
 
-def test_active_boxes_split_distant_strips_and_respect_min_size():
+def test_crops_cut_apart_distant_regions_and_partition_the_pixels():
     active = torch.zeros(64, 200, dtype=torch.bool)
     active[10:20, 5:30] = True
     active[40:44, 150:160] = True
-    boxes = active_boxes(active, margin=4, min_size=24)
-    assert len(boxes) == 2
-    (a_y0, a_y1, a_x0, a_x1), (b_y0, b_y1, b_x0, b_x1) = boxes
-    assert a_y0 <= 10 and a_y1 >= 20 and a_x0 <= 5 and a_x1 >= 30
-    assert b_x0 <= 150 and b_x1 >= 160 and b_y1 - b_y0 >= 24 and b_x1 - b_x0 >= 24
-    assert b_y1 <= 64 and a_x0 >= 0
+    crops = active_boxes(active, margin=4, min_size=24)
+    assert len(crops) == 2
+    covered = torch.zeros_like(active, dtype=torch.int32)
+    for crop in crops:
+        y0, y1, x0, x1 = crop.box
+        assert 0 <= y0 < y1 <= 64 and 0 <= x0 < x1 <= 200
+        assert y1 - y0 >= 24 and x1 - x0 >= 24
+        core = torch.zeros_like(active)
+        core[crop.core[0]:crop.core[1], crop.core[2]:crop.core[3]] = True
+        box = torch.zeros_like(active)
+        box[y0:y1, x0:x1] = True
+        assert torch.all(box[core & active]), "a crop must hold all active pixels of its core"
+        covered += (core & active).to(torch.int32)
+    assert torch.equal(covered, active.to(torch.int32)), "cores must partition the active pixels"
+    assert sum((c.box[1] - c.box[0]) * (c.box[3] - c.box[2]) for c in crops) < 0.4 * 64 * 200
+    # An L of far pixels (a wall band and a side strip): two crops, well under its bounding box.
+    corner = torch.zeros(128, 160, dtype=torch.bool)
+    corner[:20] = True
+    corner[:, :20] = True
+    crops = active_boxes(corner, margin=8, min_size=32)
+    assert len(crops) == 2
+    assert sum((c.box[1] - c.box[0]) * (c.box[3] - c.box[2]) for c in crops) < 0.6 * 128 * 160
     assert active_boxes(torch.zeros(8, 8, dtype=torch.bool), 2, 4) == []

@@ -55,11 +55,16 @@ def four_colour_texture(size: int = 32) -> np.ndarray:
     return texture
 
 
-def striped_floor(length: float = 60.0, stripes: int = 256) -> TexturedMesh:
-    """A floor (z = 0) receding along +y with fine black/white stripes across the view direction."""
-    rows = np.arange(2 * stripes) // 2 % 2          # stripes two texels wide, many per metre far away
-    texture = np.repeat(rows.astype(np.float32)[:, None, None], 8, axis=1).repeat(3, axis=2)
-    return quad(np.array([[-3, 0.5, 0], [3, 0.5, 0], [3, length, 0], [-3, length, 0]]), texture)
+def striped_floor(side: float = 40.0, texels: int = 512) -> TexturedMesh:
+    """A square floor (z = 0) receding along +y with black/white stripes across the view direction.
+
+    Square in the world and in the texture, so texels are square on the surface (the footprint's
+    texel density is per face, not per direction).
+    """
+    rows = np.arange(texels) // 2 % 2                # stripes two texels wide: 6.4 per metre
+    texture = np.repeat(rows.astype(np.float32)[:, None, None], texels, axis=1).repeat(3, axis=2)
+    half = side / 2
+    return quad(np.array([[-half, 0.5, 0], [half, 0.5, 0], [half, side + 0.5, 0], [-half, side + 0.5, 0]]), texture)
 
 
 def floor_camera(width: int = 96, height: int = 64) -> Camera:
@@ -231,8 +236,11 @@ def test_views_and_video_come_from_one_pass_over_a_render(tmp_path, cache_dir):
     assert [path.name for path in paths] == ["0000.png", "0001.png", "0002.png", "0003.png"]
     decoded = list(iio.imiter(tmp_path / "fly.mp4", plugin="FFMPEG"))
     assert len(decoded) == 4 and decoded[0].shape == (30, 40, 3)
-    for path, frame in zip(paths, decoded):
-        assert psnr(read_image(path), frame / 255.0) > 25
+    views = [read_image(path) for path in paths]
+    for index, frame in enumerate(decoded):
+        # Lossy colour (4:2:0 chroma) blurs the quad's sharp colour edges, so match rather than equal.
+        similarity = [psnr(view, frame / 255.0) for view in views]
+        assert int(np.argmax(similarity)) == index and similarity[index] > 18, similarity
 
 
 def test_contact_sheet_places_style_then_content_and_stylized_pairs():
