@@ -1,23 +1,29 @@
 """Images of a textured mesh along cameras: views, contact sheets, fly-through videos.
 
-Per view: ray-cast fragments (`raster.Rasterizer`, built once per mesh) -> the few per-pixel values
-shading needs (`ViewSamples`: UV, texel footprint, view angle, coverage) -> mip-mapped texture lookup
-(`texture.sample` with the footprint, so distant floors neither shimmer nor show moire) -> optional
-headlight Lambert shading -> background -> area downsampling when supersampled (anti-aliased edges).
+Per view, in data-flow order:
 
-`ViewSamples` depend only on the geometry, its atlas and the camera, never on the texture, so they are
-cached on disk keyed by those fingerprints: rendering a trajectory again (another texture, the content
-beside the stylized view, a second video) skips ray casting, and does not even build the ray-casting
-scene. Several views go through one texture lookup at a time, so its per-call setup is shared.
+1. fragments (`raster.Rasterizer`, built once per mesh, casting a few views per call) -> the four
+   fields shading needs, `ViewSamples` (UV, texel footprint, view angle, coverage);
+2. mip-mapped lookup through the footprint (no shimmering or moire on distant floors):
+   `PackedMipmap`, the same colours as `texture.sample`, built once per texture;
+3. optional headlight Lambert shading, then the background where no surface was hit;
+4. with supersampling, the view was rendered k times larger and k x k blocks are averaged
+   (anti-aliased silhouettes).
+
+`ViewSamples` depend only on the geometry, its atlas and the camera, never on the texture, so they
+are cached on disk keyed by those fingerprints: rendering a trajectory again (another texture, the
+content beside the stylized view, a second video) skips ray casting and does not even build the
+ray-casting scene. The cache keeps the most recently used views within a size budget.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -29,21 +35,27 @@ from .cameras import Camera
 from .fragments import Fragments
 from .io import atomic_path, to_uint8, write_image
 from .progress import progress
-from .raster import MIN_FOOTPRINT_COS, Rasterizer, image_coordinates
+from . import raster
+from .raster import Rasterizer
 from .scene import TexturedMesh
 from .texture import mip_levels, mip_pyramid, sample
 
-__all__ = ["ViewSamples", "ViewRenderer", "render_views", "render_fragments", "shade", "psnr",
-           "write_views", "write_video", "write_views_and_video", "contact_sheet", "write_image"]
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["ViewSamples", "ViewRenderer", "PackedMipmap", "render_views", "render_fragments",
+           "shade", "psnr", "write_views", "write_video", "write_views_and_video", "contact_sheet", "write_image"]
 
 # Headlight Lambert shading: a light at the camera makes the diffuse term the view angle's cosine;
 # the ambient share keeps grazing surfaces readable instead of black.
 AMBIENT = 0.35
-# Views per texture lookup: enough to share the lookup's setup, few enough to bound memory.
+# Rendered pixels of the views handled together (rasterized, then shaded one by one): bounds memory.
 BATCH_PIXELS = 1_500_000
-CACHE_FORMAT = "view-samples-1"
 # Torch threads for the per-pixel work (see `elementwise_threads`).
 ELEMENTWISE_THREADS = int(os.environ.get("MESHSTYLE_RENDER_THREADS", 1))
+# Bumped whenever what the render cache stores changes (raster's own format is part of the key too).
+CACHE_FORMAT = "view-samples-1"
+# Disk budget of the render cache (a 640x480 view takes 4.6 MB); least recently used views go first.
 CACHE_BUDGET_MB = float(os.environ.get("MESHSTYLE_RENDER_CACHE_MB", 2048))
 
 Colour = tuple[float, float, float]
@@ -62,9 +74,9 @@ class ViewSamples:
         return cls(uv=fragments.uv, footprint=fragments.footprint, cos_angle=fragments.cos_angle,
                    mask=fragments.mask)
 
-    @classmethod
-    def stack(cls, views: Sequence["ViewSamples"]) -> "ViewSamples":
-        return cls(**{name: torch.stack([getattr(view, name) for view in views]) for name in _SAMPLE_FIELDS})
+    def batched(self) -> "ViewSamples":
+        """This one view with a leading axis of 1 (no copy)."""
+        return ViewSamples(**{name: getattr(self, name)[None] for name in _SAMPLE_FIELDS})
 
     def save(self, path: Path) -> None:
         # The view angle only shades, so half precision is plenty; UV keeps float32 for 4k atlases.
@@ -94,9 +106,10 @@ class ViewRenderer:
         self.mesh = mesh
         self.cache_hits = 0
         self.cache_misses = 0
-        self._cast: SampleCaster | None = None
+        self._raster: Rasterizer | None = None
+        self._mipmap: tuple[np.ndarray | torch.Tensor, PackedMipmap] | None = None
         self._cache_dir = default_cache_dir("render", cache_dir) if cache else None
-        self._mesh_key = (fingerprint(CACHE_FORMAT, np.asarray(mesh.vertices, dtype=np.float64),
+        self._mesh_key = (fingerprint(CACHE_FORMAT, raster.CACHE_FORMAT, np.asarray(mesh.vertices, dtype=np.float64),
                                       np.asarray(mesh.faces, dtype=np.int64), np.asarray(mesh.uv, dtype=np.float32))
                           if cache else "")
 
@@ -109,11 +122,11 @@ class ViewRenderer:
         self.cache_hits += len(cameras) - len(missing)
         self.cache_misses += len(missing)
         if missing:
-            cast = self._caster().views([cameras[index] for index in missing])
-            for index, view in zip(missing, cast):
-                views[index] = view
+            fragments = self._rasterizer().render_many([cameras[index] for index in missing])
+            for index, view_fragments in zip(missing, fragments):
+                views[index] = ViewSamples.from_fragments(view_fragments)
                 if paths[index] is not None:
-                    view.save(paths[index])
+                    views[index].save(paths[index])
         return views
 
     def render(self, cameras: Sequence[Camera], *, texture: np.ndarray | torch.Tensor | None = None,
@@ -126,20 +139,25 @@ class ViewRenderer:
         """
         if supersample < 1:
             raise ValueError(f"supersample must be >= 1, got {supersample}")
-        mipmap = PackedMipmap(_as_chw(self.mesh.texture if texture is None else texture))
+        mipmap = self._mipmap_of(self.mesh.texture if texture is None else texture)
         bar = progress(total=len(cameras), desc="render", unit="frame")
         try:
             for batch in view_batches(cameras, supersample):
                 # Not across the yield: the caller's own torch work keeps its thread count.
                 with elementwise_threads(), torch.no_grad():
-                    views = ViewSamples.stack(self.samples([camera.scaled(camera.height * supersample)
-                                                            if supersample > 1 else camera for camera in batch]))
-                    images = shade(mipmap, views, shading=shading, background=background, mip=mip)
-                    if supersample > 1:
-                        images = F.avg_pool2d(images, supersample)
-                for image in images.permute(0, 2, 3, 1).numpy():
+                    views = self.samples([camera.scaled(camera.height * supersample) if supersample > 1 else camera
+                                          for camera in batch])
+                    # One view at a time: cameras of a file may differ in size, and with the mipmap
+                    # built once a lookup has no per-call setup left to share.
+                    images = []
+                    for view in views:
+                        image = shade(mipmap, view.batched(), shading=shading, background=background, mip=mip)
+                        if supersample > 1:
+                            image = F.avg_pool2d(image, supersample)
+                        images.append(image[0].permute(1, 2, 0).contiguous().numpy())
+                for image in images:
                     bar.update(1)
-                    yield np.ascontiguousarray(image)
+                    yield image
         finally:
             bar.close()
             self.prune_cache()
@@ -169,124 +187,62 @@ class ViewRenderer:
                           np.asarray(camera.cam_to_world, dtype=np.float64), camera.width, camera.height)
         return self._cache_dir / f"{key}.npz"
 
+    def _mipmap_of(self, texture: np.ndarray | torch.Tensor) -> "PackedMipmap":
+        """The texture's packed mip levels, kept while the same texture object is rendered again."""
+        if self._mipmap is None or self._mipmap[0] is not texture:
+            self._mipmap = (texture, PackedMipmap(_as_chw(texture)))
+        return self._mipmap[1]
+
     def _cached(self, path: Path | None) -> ViewSamples | None:
         if path is None or not path.is_file():
             return None
         try:
             view = ViewSamples.load(path)
-        except (OSError, ValueError, KeyError, EOFError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             path.unlink(missing_ok=True)  # a damaged entry is recomputed, never trusted
             return None
         os.utime(path)  # recently used entries survive pruning
         return view
 
-    def _caster(self) -> "SampleCaster":
-        if self._cast is None:
-            self._cast = SampleCaster(Rasterizer(self.mesh.vertices, self.mesh.faces, self.mesh.uv))
-        return self._cast
+    def _rasterizer(self) -> Rasterizer:
+        if self._raster is None:
+            self._raster = Rasterizer(self.mesh.vertices, self.mesh.faces, self.mesh.uv)
+        return self._raster
 
 
-@contextlib.contextmanager
-def elementwise_threads(threads: int = ELEMENTWISE_THREADS) -> Iterator[None]:
-    """Run torch with `threads` intra-op threads inside the block, restoring the count after.
+def render_views(mesh: TexturedMesh, cameras: Sequence[Camera], *, shading: bool = False, supersample: int = 1,
+                 background: Colour = (1.0, 1.0, 1.0), mip: bool = True, cache: bool = True,
+                 cache_dir: str | Path | None = None) -> Iterator[np.ndarray]:
+    """Stream (H,W,3) float32 images of `mesh` seen from `cameras` (see `ViewRenderer.render`)."""
+    renderer = ViewRenderer(mesh, cache=cache, cache_dir=cache_dir)
+    return renderer.render(cameras, shading=shading, supersample=supersample, background=background, mip=mip)
 
-    Rendering is dozens of memory-bound element-wise ops on a few hundred thousand pixels: a second
-    OpenMP thread barely helps them on an idle machine, and on a shared, busy one every op's
-    hand-off between threads waits for a descheduled thread (measured on demo-room with the 2 cores
-    under load ~10: 8 views at 640x480 took 14.5 s with 2 torch threads and 2.9 s with 1).
+
+def render_fragments(texture: torch.Tensor, fragments: Fragments, *, shading: bool = False,
+                     background: Colour = (1.0, 1.0, 1.0), mip: bool = True) -> torch.Tensor:
+    """(3,H,W) image of `texture` (3,Ht,Wt) through one view's fragments; differentiable in the texture."""
+    return shade(texture, ViewSamples.from_fragments(fragments).batched(), shading=shading,
+                 background=background, mip=mip)[0]
+
+
+def shade(texture: "torch.Tensor | PackedMipmap", views: ViewSamples, *, shading: bool = False,
+          background: Colour = (1.0, 1.0, 1.0), mip: bool = True) -> torch.Tensor:
+    """(N,3,H,W) images from N stacked views: texture lookup, optional headlight, background.
+
+    texture: a (3,H,W) tensor, read through `texture.sample` (differentiable, for the optimiser), or a
+    `PackedMipmap` of it (the same colours, faster when one texture serves many views).
     """
-    previous = torch.get_num_threads()
-    if previous == threads:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-class SampleCaster:
-    """`ViewSamples` straight from ray hits, in torch over whole images.
-
-    `raster.shade` derives every fragment field with numpy over the hit pixels (then scatters them
-    into images); rendering needs only four of them, and computing just those over all pixels, with
-    per-face values gathered from one table, costs a fraction of it. Same definitions as
-    `raster.shade` (tests compare the two): UV interpolated with the hit's barycentrics, |cos| of the
-    view angle, and the footprint as the longest axis of a pixel's ellipse on the surface plane
-    (`raster._pixel_extent`) times the face's texels per metre.
-    """
-
-    def __init__(self, rasterizer: Rasterizer):
-        self.rasterizer = rasterizer
-        uv = np.zeros((len(rasterizer.faces), 3, 2), np.float32) if rasterizer.uv is None else rasterizer.uv
-        # uv = uv0 + u * (uv1 - uv0) + v * (uv2 - uv0) with open3d's barycentric (u, v).
-        self._uv_table = torch.from_numpy(np.concatenate([uv[:, 0], uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]], axis=1))
-        self._normals = torch.from_numpy(rasterizer.face_normal)
-        self._density = torch.from_numpy(rasterizer.texel_density)[:, None]
-        self._directions: dict[tuple, torch.Tensor] = {}
-
-    def views(self, cameras: Sequence[Camera]) -> list[ViewSamples]:
-        """Cast every camera's pixel rays in one call (fewer thread start-ups), then shade each view."""
-        rays = [self._camera_space_rays(camera) for camera in cameras]
-        directions = torch.cat([ray @ torch.from_numpy(camera.cam_to_world[:3, :3].T.astype(np.float32))
-                                for camera, ray in zip(cameras, rays)])
-        origins = np.concatenate([np.broadcast_to(camera.center.astype(np.float32), (len(ray), 3))
-                                  for camera, ray in zip(cameras, rays)])
-        hits = self.rasterizer.cast(origins, directions.numpy())
-        views, start = [], 0
-        for camera, ray in zip(cameras, rays):
-            stop = start + len(ray)
-            views.append(self._shade(camera, ray, hits.face_id[start:stop], hits.bary_uv[start:stop],
-                                     hits.distance[start:stop]))
-            start = stop
-        return views
-
-    def _camera_space_rays(self, camera: Camera) -> torch.Tensor:
-        """(H*W,3) rays (x, y, 1) through pixel centres, shared by all cameras with these intrinsics."""
-        key = (camera.width, camera.height, camera.K.tobytes())
-        if key not in self._directions:
-            rows, cols = np.mgrid[0:camera.height, 0:camera.width].astype(np.float32)
-            x, y = image_coordinates(camera, cols.ravel(), rows.ravel())
-            self._directions = {key: torch.from_numpy(np.stack([x, y, np.ones_like(x)], axis=1))}
-        return self._directions[key]
-
-    def _shade(self, camera: Camera, ray: torch.Tensor, face_id: np.ndarray, bary_uv: np.ndarray,
-               distance: np.ndarray) -> ViewSamples:
-        shape = (camera.height, camera.width)
-        face = torch.from_numpy(face_id)
-        mask = face >= 0
-        face = face.clamp_min(0)
-        bary = torch.from_numpy(bary_uv)
-        u, v = bary[:, :1], bary[:, 1:]
-        corner_uv = self._uv_table[face]
-        uv = corner_uv[:, 0:2] + u * corner_uv[:, 2:4] + v * corner_uv[:, 4:6]
-
-        rotation = torch.from_numpy(camera.cam_to_world[:3, :3].astype(np.float32))
-        normal = self._normals[face] @ rotation                      # camera frame, R^T n row-wise
-        x, y = ray[:, 0], ray[:, 1]
-        facing = normal[:, 0] * x + normal[:, 1] * y + normal[:, 2]  # n . ray
-        ray_length_sq = x * x + y * y + 1.0
-        ray_length = ray_length_sq.sqrt()
-        cos_angle = facing.abs() / ray_length
-        # raster._pixel_extent: the longest singular value of the surface point's pixel Jacobian.
-        inv_facing = torch.where(facing < 0, -1.0, 1.0) / (cos_angle.clamp_min(MIN_FOOTPRINT_COS) * ray_length)
-        a = normal[:, 0] * inv_facing
-        b = normal[:, 1] * inv_facing
-        depth = torch.from_numpy(distance).masked_fill(~mask, 0.0)
-        scale_x, scale_y = depth / float(camera.K[0, 0]), depth / float(camera.K[1, 1])
-        xx = (1.0 - 2.0 * x * a + a * a * ray_length_sq) * scale_x * scale_x
-        yy = (1.0 - 2.0 * y * b + b * b * ray_length_sq) * scale_y * scale_y
-        xy = (a * b * ray_length_sq - (x * b + y * a)) * scale_x * scale_y
-        half_gap = 0.5 * (xx - yy)
-        largest = 0.5 * (xx + yy) + (half_gap * half_gap + xy * xy).sqrt()
-        footprint = largest.clamp_min(0.0).sqrt() * self._density[face, 0]
-
-        hit = mask[:, None]
-        return ViewSamples(uv=torch.where(hit, uv, 0.0).reshape(*shape, 2),
-                           footprint=footprint.masked_fill(~mask, 0.0).reshape(shape),
-                           cos_angle=cos_angle.clamp(max=1.0).masked_fill(~mask, 0.0).reshape(shape),
-                           mask=mask.reshape(shape))
+    footprint = views.footprint if mip else None
+    if isinstance(texture, PackedMipmap):
+        colour = texture.sample(views.uv, footprint)
+    else:
+        colour = sample(texture, views.uv, footprint=footprint, mask=views.mask)
+    if shading:
+        colour = colour * (AMBIENT + (1.0 - AMBIENT) * views.cos_angle.clamp(0.0, 1.0)).unsqueeze(1)
+    if bool(views.mask.all()):    # inside a room every pixel sees a surface
+        return colour
+    backdrop = torch.tensor(background, dtype=colour.dtype).view(1, 3, 1, 1)
+    return torch.where(views.mask.unsqueeze(1), colour, backdrop)
 
 
 class PackedMipmap:
@@ -313,8 +269,11 @@ class PackedMipmap:
         mapping = []
         for level, (x, y) in zip(pyramid, [(0, 0)] + [(column, int(row)) for row in rows[:-1]]):
             level_height, level_width = level.shape[1:]
-            self.image[0, :, y:y + level_height + 2, x:x + level_width + 2] = F.pad(level[None], (1, 1, 1, 1),
-                                                                                    mode="replicate")[0]
+            block = self.image[0, :, y:y + level_height + 2, x:x + level_width + 2]
+            block[:, 1:-1, 1:-1] = level
+            # Repeat the edge texels into the border (columns first, then whole rows with corners).
+            block[:, 1:-1, 0], block[:, 1:-1, -1] = level[:, :, 0], level[:, :, -1]
+            block[:, 0], block[:, -1] = block[:, 1], block[:, -2]
             # UV (0..1, v up) -> grid_sample coordinates of the packed image (align_corners=False):
             # texel column i of the level is packed column x + 1 + i; v = 1 is the level's top row.
             mapping.append((2.0 * level_width / packed_width, -2.0 * level_height / packed_height,
@@ -345,37 +304,24 @@ class PackedMipmap:
         return colours.view(-1, views, rows, cols).transpose(0, 1)
 
 
-def render_views(mesh: TexturedMesh, cameras: Sequence[Camera], *, shading: bool = False, supersample: int = 1,
-                 background: Colour = (1.0, 1.0, 1.0), mip: bool = True, cache: bool = True,
-                 cache_dir: str | Path | None = None) -> Iterator[np.ndarray]:
-    """Stream (H,W,3) float32 images of `mesh` seen from `cameras` (see `ViewRenderer.render`)."""
-    renderer = ViewRenderer(mesh, cache=cache, cache_dir=cache_dir)
-    return renderer.render(cameras, shading=shading, supersample=supersample, background=background, mip=mip)
+@contextlib.contextmanager
+def elementwise_threads(threads: int = ELEMENTWISE_THREADS) -> Iterator[None]:
+    """Run torch with `threads` intra-op threads inside the block, restoring the count after.
 
-
-def render_fragments(texture: torch.Tensor, fragments: Fragments, *, shading: bool = False,
-                     background: Colour = (1.0, 1.0, 1.0), mip: bool = True) -> torch.Tensor:
-    """(3,H,W) image of `texture` (3,Ht,Wt) through one view's fragments; differentiable in the texture."""
-    return shade(texture, ViewSamples.stack([ViewSamples.from_fragments(fragments)]), shading=shading,
-                 background=background, mip=mip)[0]
-
-
-def shade(texture: "torch.Tensor | PackedMipmap", views: ViewSamples, *, shading: bool = False,
-          background: Colour = (1.0, 1.0, 1.0), mip: bool = True) -> torch.Tensor:
-    """(N,3,H,W) images from N stacked views: texture lookup, optional headlight, background.
-
-    texture: a (3,H,W) tensor, read through `texture.sample` (differentiable, for the optimiser), or a
-    `PackedMipmap` of it (the same colours, faster when one texture serves many views).
+    Rendering is dozens of memory-bound element-wise ops on a few hundred thousand pixels: a second
+    OpenMP thread barely helps them on an idle machine, and on a shared, busy one every op's
+    hand-off between threads waits for a descheduled thread (measured on demo-room with the 2 cores
+    under load ~10: 8 views at 640x480 took 14.5 s with 2 torch threads and 2.9 s with 1).
     """
-    footprint = views.footprint if mip else None
-    if isinstance(texture, PackedMipmap):
-        colour = texture.sample(views.uv, footprint)
-    else:
-        colour = sample(texture, views.uv, footprint=footprint, mask=views.mask)
-    if shading:
-        colour = colour * (AMBIENT + (1.0 - AMBIENT) * views.cos_angle.clamp(0.0, 1.0)).unsqueeze(1)
-    backdrop = torch.tensor(background, dtype=colour.dtype).view(1, 3, 1, 1)
-    return torch.where(views.mask.unsqueeze(1), colour, backdrop)
+    previous = torch.get_num_threads()
+    if previous == threads:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor | None = None) -> float:

@@ -25,6 +25,11 @@ from .scene import Scene, TexturedMesh
 
 GENERATED_KINDS = ("orbit", "walkthrough")
 DEFAULT_SIZE = (640, 480)
+WALK_SECONDS_PER_KEY = 2.0     # a fly-through reaches a new key view about this often (at 30 fps)
+WALK_MAX_LEG_M = 2.5           # preferred longest leg between key views (walking pace at 30 fps)
+MAX_WALK_KEYS = 12
+WALK_CANDIDATES_PER_KEY = 3    # views proposed per key view kept
+WALK_CLEARANCE_M = 0.15        # legs of the fly-through keep this far from surfaces
 
 # OpenGL camera axes (y up, z backwards) -> OpenCV (y down, z forward): flip the y and z columns.
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -127,7 +132,62 @@ def _generated(kind: str, mesh: TexturedMesh | Scene, frames: int, width: int | 
     if kind == "orbit":
         return camera_paths.orbit(scene, frames, width=width, height=height, fov_deg=fov_deg)
     rng = rng if rng is not None else np.random.default_rng(0)
-    return camera_paths.walkthrough(scene, frames, rng, width=width, height=height, fov_deg=fov_deg)
+    return walkthrough_path(scene, frames, rng, width=width, height=height, fov_deg=fov_deg)
+
+
+def walkthrough_path(scene: Scene, frames: int, rng: np.random.Generator, *, width: int, height: int,
+                     fov_deg: float) -> list[Camera]:
+    """A smooth fly-through of a room: a spline through a few walkthrough views, visited in an order
+    whose straight legs cross no surface.
+
+    `cameras.walkthrough` spreads independent views over the room (right for optimisation, a strobe
+    as a video); here they are key views, one per WALK_SECONDS_PER_KEY at 30 fps. Legs that would
+    pass through furniture or walls are never taken; key views that cannot be reached are dropped.
+    """
+    from .raster import Rasterizer
+
+    keys = int(np.clip(round(frames / (30 * WALK_SECONDS_PER_KEY)), 2, MAX_WALK_KEYS))
+    # Spare candidates, so that the tour can go round furniture that blocks the direct leg.
+    candidates = camera_paths.walkthrough(scene, WALK_CANDIDATES_PER_KEY * keys, rng, width=width,
+                                          height=height, fov_deg=fov_deg)
+    rasterizer = Rasterizer(scene.vertices, scene.faces)
+    tour = [candidates[0]]
+    remaining = list(candidates[1:])
+    while remaining and len(tour) < keys:
+        here = tour[-1].center
+        reachable = [view for view in remaining if _clear_leg(rasterizer, here, view.center, scene.up)]
+        if not reachable:
+            break
+        # Explore: of the views within a walking leg, the one farthest from where the tour has been
+        # (else the nearest); short legs also keep the spline close to the straight, checked legs.
+        visited = np.stack([view.center for view in tour])
+        within = [view for view in reachable if np.linalg.norm(view.center - here) <= WALK_MAX_LEG_M]
+        if within:
+            chosen = max(within, key=lambda view: float(np.linalg.norm(visited - view.center, axis=1).min()))
+        else:
+            chosen = min(reachable, key=lambda view: float(np.linalg.norm(view.center - here)))
+        tour.append(chosen)
+        remaining = [view for view in remaining if view is not chosen]
+    if len(tour) < keys:
+        warn(f"walkthrough: only {len(tour)} of {keys} key views are reachable without passing through a "
+             "surface; the fly-through is shorter")
+    return camera_paths.interpolate(tour, frames)
+
+
+def _clear_leg(rasterizer, start: np.ndarray, end: np.ndarray, up: tuple[float, float, float]) -> bool:
+    """Whether the straight leg start -> end keeps WALK_CLEARANCE_M from every surface (probed by
+    rays along the leg, shifted sideways and up and down by the clearance)."""
+    leg = end - start
+    length = float(np.linalg.norm(leg))
+    if length < 1e-9:
+        return True
+    up = np.asarray(up, dtype=np.float64) / np.linalg.norm(up)
+    side = np.cross(leg / length, up)
+    side = side / np.linalg.norm(side) if np.linalg.norm(side) > 1e-6 else np.cross(up, [1.0, 0.0, 0.0])
+    offsets = WALK_CLEARANCE_M * np.stack([np.zeros(3), side, -side, up, -up])
+    hits = rasterizer.cast(start + offsets, np.broadcast_to(leg, offsets.shape))
+    # The direction is the whole leg, so a hit at parameter t < 1 lies on it.
+    return bool(np.all(hits.distance >= 1.0))
 
 
 def _as_scene(mesh: TexturedMesh | Scene, kind: str) -> Scene:

@@ -33,6 +33,7 @@ from meshstyle.evaluate import evaluate, format_table
 from meshstyle.io import write_image, write_json
 from meshstyle.pipeline import quick_config, stylize
 from meshstyle.progress import log
+from meshstyle.render import render_views
 
 VARIANTS: dict[str, tuple[bool, bool]] = {   # name: (depth_aware, angle_aware)
     "full": (True, True),
@@ -60,9 +61,8 @@ def base_config(args: argparse.Namespace) -> StylizeConfig:
 
 
 def variant_config(base: StylizeConfig, depth_aware: bool, angle_aware: bool) -> StylizeConfig:
-    config = dataclasses.replace(base, loss=dataclasses.replace(base.loss, depth_aware=depth_aware,
-                                                                angle_aware=angle_aware))
-    return config
+    return dataclasses.replace(base, loss=dataclasses.replace(base.loss, depth_aware=depth_aware,
+                                                              angle_aware=angle_aware))
 
 
 def side_by_side(results: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -121,7 +121,6 @@ def main() -> None:
         log(f"ablation: {name} took {seconds[name]:.0f} s\n{format_table(results[name])}")
         if args.out is not None:
             write_image(args.out / f"texture_{name}.png", result.mesh.texture)
-            from meshstyle.render import render_views
             for index, frame in enumerate(render_views(result.mesh, holdout[:2], cache=False)):
                 write_image(args.out / f"view{index}_{name}.png", frame)
 

@@ -227,7 +227,7 @@ def test_evaluate_circles_figures_flatten_and_table():
     assert "radius_median_m" in table and "no style image" in table
 
     # Red that was already in the mesh's own colours is not a stroke.
-    unchanged = evaluate(mesh, original=mesh, cameras=cameras, metrics=["circles"])
+    unchanged = evaluate(mesh, original=mesh, cameras=cameras, metrics=["circles"], circle_height=360)
     assert unchanged["circles"] == {"skipped": "no red discs found in the views"}
 
     # Not the circles style: circles is skipped instead of measuring random red.

@@ -15,7 +15,7 @@ from meshstyle.config import SceneConfig
 from meshstyle.errors import InputError
 from meshstyle.export import check_glb, glb_document, read_textured, up_to_gltf, write_glb, write_obj
 from meshstyle.raster import Rasterizer
-from meshstyle.scene import Appearance, Scene, TexturedMesh
+from meshstyle.scene import Scene, TexturedMesh
 
 RED, GREEN, BLUE, YELLOW = (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0)
 # OBJ convention: (0,0) is the bottom-left of the image.

@@ -12,9 +12,10 @@ from meshstyle.cameras import Camera, intrinsics_from_fov, look_at
 from meshstyle.errors import InputError
 from meshstyle.io import read_image
 from meshstyle.raster import Rasterizer
-from meshstyle.render import (AMBIENT, ViewRenderer, contact_sheet, psnr, render_views, write_video,
-                              write_views, write_views_and_video)
+from meshstyle.render import (AMBIENT, PackedMipmap, ViewRenderer, contact_sheet, psnr, render_fragments,
+                              render_views, write_video, write_views, write_views_and_video)
 from meshstyle.scene import TexturedMesh
+from meshstyle.texture import sample
 from meshstyle.trajectories import read_cameras, trajectory, write_cameras
 
 RED, GREEN, BLUE, YELLOW = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0)
@@ -145,21 +146,58 @@ def test_supersampling_antialiases_edges(cache_dir):
     assert psnr(plain, smooth) > 15       # and otherwise the same picture
 
 
-# --- files: GLB round trip, cache, PNG / MP4 outputs ----------------------------------------------
-
-def test_glb_round_trip_renders_like_the_mesh_in_memory(tmp_path, cache_dir):
-    from meshstyle.export import read_textured, write_glb
-
-    rng = np.random.default_rng(0)
-    grid = np.stack(np.meshgrid(np.linspace(-1, 1, 7), np.linspace(-1, 1, 7), indexing="xy"), -1).reshape(-1, 2)
+def bumpy_sheet(rng: np.random.Generator, cells: int = 6) -> TexturedMesh:
+    """A wavy square sheet (z up) of 2 x cells^2 triangles, UVs from x and y, a smooth random texture."""
+    ticks = np.linspace(-1, 1, cells + 1)
+    grid = np.stack(np.meshgrid(ticks, ticks, indexing="xy"), -1).reshape(-1, 2)
     vertices = np.column_stack([grid, 0.2 * np.sin(3 * grid[:, 0]) * np.cos(2 * grid[:, 1])])
-    index = np.arange(49).reshape(7, 7)
+    index = np.arange((cells + 1) ** 2).reshape(cells + 1, cells + 1)
     corners = np.stack([index[:-1, :-1], index[:-1, 1:], index[1:, 1:], index[1:, :-1]], -1).reshape(-1, 4)
     faces = np.concatenate([corners[:, [0, 1, 2]], corners[:, [0, 2, 3]]])
     uv = ((vertices[:, :2] + 1) / 2).astype(np.float32)[faces]
     smooth = np.cumsum(np.cumsum(rng.random((64, 64, 3)), 0), 1)
     texture = ((smooth - smooth.min((0, 1))) / np.ptp(smooth, (0, 1))).astype(np.float32)
-    mesh = TexturedMesh(vertices, faces, uv, texture)
+    return TexturedMesh(vertices, faces, uv, texture)
+
+
+@pytest.mark.parametrize("shape", [(3, 64, 64), (3, 37, 80)])
+def test_packed_mipmap_reads_the_same_colours_as_texture_sample(shape):
+    generator = torch.Generator().manual_seed(0)
+    texture = torch.rand(shape, generator=generator)
+    uv = torch.rand(2, 24, 32, 2, generator=generator) * 1.2 - 0.1      # also beyond the border
+    footprint = torch.exp(torch.rand(2, 24, 32, generator=generator) * 12 - 9) / 8
+    footprint[0, 0, :4] = 0.0                                             # finest level
+    footprint[0, 1, :4] = float("inf")                                    # coarsest level
+    packed = PackedMipmap(texture)
+    torch.testing.assert_close(packed.sample(uv, footprint), sample(texture, uv, footprint), rtol=0, atol=1e-5)
+    torch.testing.assert_close(packed.sample(uv), sample(texture, uv), rtol=0, atol=1e-5)
+
+
+def test_render_fragments_shades_like_the_view_renderer(cache_dir):
+    mesh = bumpy_sheet(np.random.default_rng(2))
+    view = camera(eye=(0.4, -1.5, 1.4), target=(0, 0, 0))
+    fragments = Rasterizer(mesh.vertices, mesh.faces, mesh.uv)(view)
+    texture = torch.from_numpy(mesh.texture).permute(2, 0, 1).requires_grad_()
+    image = render_fragments(texture, fragments, shading=True, background=(0.2, 0.3, 0.4))
+    image.sum().backward()
+    assert texture.grad is not None and texture.grad.abs().sum() > 0     # differentiable in the texture
+    [rendered] = render_views(mesh, [view], shading=True, background=(0.2, 0.3, 0.4), cache_dir=cache_dir)
+    np.testing.assert_allclose(image.detach().permute(1, 2, 0).numpy(), rendered, atol=1e-4)
+
+
+def test_cameras_of_different_sizes_render_at_their_own_sizes(cache_dir):
+    mesh = facing_quad(four_colour_texture())
+    views = [origin_camera(64, 48), origin_camera(33, 21), origin_camera(64, 48).scaled(24)]
+    frames = list(render_views(mesh, views, cache_dir=cache_dir))
+    assert [frame.shape for frame in frames] == [(48, 64, 3), (21, 33, 3), (24, 32, 3)]
+
+
+# --- files: GLB round trip, cache, PNG / MP4 outputs ----------------------------------------------
+
+def test_glb_round_trip_renders_like_the_mesh_in_memory(tmp_path, cache_dir):
+    from meshstyle.export import read_textured, write_glb
+
+    mesh = bumpy_sheet(np.random.default_rng(0))
     write_glb(mesh, tmp_path / "mesh.glb")
     loaded = read_textured(tmp_path / "mesh.glb")
     views = [camera(eye=(0.3, -1.6, 2.2), target=(0, 0, 0)), camera(eye=(-1.5, 0.4, 1.8), target=(0, 0, 0))]
@@ -361,3 +399,33 @@ def test_generated_orbit_frames_see_the_mesh(cache_dir):
     renderer = ViewRenderer(mesh, cache=False)
     covered = [float(view.mask.float().mean()) for view in renderer.samples(path)]
     assert min(covered) > 0.05, covered
+
+
+def two_part_room() -> TexturedMesh:
+    """A 4 x 5 x 2.7 m room (normals inward) split by a full-height wall at y = 2.5 with a 1 m wide
+    opening at x > 3: a path between the halves must go through the opening."""
+    import trimesh
+
+    def box(extents, centre):
+        return trimesh.creation.box(extents=extents, transform=trimesh.transformations.translation_matrix(centre))
+
+    shell = box((4, 5, 2.7), (2, 2.5, 1.35))
+    shell.invert()
+    room = trimesh.util.concatenate([shell.subdivide().subdivide(), box((3, 0.1, 2.7), (1.5, 2.5, 1.35))])
+    faces = np.asarray(room.faces)
+    return TexturedMesh(np.asarray(room.vertices), faces, np.zeros((len(faces), 3, 2), np.float32),
+                        np.ones((2, 2, 3), np.float32))
+
+
+def test_walkthrough_is_a_smooth_path_through_free_space_of_a_room():
+    room = two_part_room()
+    path = trajectory("walkthrough", mesh=room, frames=240, width=32, height=24, rng=np.random.default_rng(3))
+    assert len(path) == 240 and all((c.width, c.height) == (32, 24) for c in path)
+    eyes = np.stack([c.center for c in path])
+    rasterizer = Rasterizer(room.vertices, room.faces)
+    assert rasterizer.distance(eyes).min() > 0.05
+    legs = rasterizer.cast(eyes[:-1], np.diff(eyes, axis=0))
+    assert np.all(legs.distance >= 1.0)                       # no step passes through a surface
+    steps = np.linalg.norm(np.diff(eyes, axis=0), axis=1)
+    assert steps.max() < 0.2 and steps.max() < 4 * np.median(steps)          # moving, without jumps
+    assert (eyes[:, 1] < 2.3).any() and (eyes[:, 1] > 2.7).any()             # visits both halves
