@@ -173,7 +173,8 @@ def filter_views(cameras: list[Camera], rasterizer: "Rasterizer", min_coverage: 
 
 def interpolate(cameras: list[Camera], n: int) -> list[Camera]:
     """`n` cameras along a smooth path through `cameras` (first to last, evenly in keyframe index):
-    Catmull-Rom through the positions, squad through the rotations, intrinsics linearly.
+    Catmull-Rom through the positions and through sign-continuous quaternions (renormalised),
+    intrinsics linearly.
     Frame j lies on keyframe i when j * (len(cameras) - 1) == i * (n - 1)."""
     from scipy.spatial.transform import Rotation
 
@@ -184,9 +185,9 @@ def interpolate(cameras: list[Camera], n: int) -> list[Camera]:
         return [first] * n
     count = len(cameras)
     positions = np.stack([camera.center for camera in cameras])
-    padded = np.concatenate([2 * positions[:1] - positions[1:2], positions, 2 * positions[-1:] - positions[-2:-1]])
-    rotations = Rotation.from_matrix(np.stack([camera.cam_to_world[:3, :3] for camera in cameras]))
-    controls = _squad_controls(rotations)
+    padded = _pad_ends(positions)
+    quaternions = _pad_ends(_continuous_quaternions(
+        Rotation.from_matrix(np.stack([camera.cam_to_world[:3, :3] for camera in cameras]))))
     intrinsics = np.stack([_intrinsics_for(camera, first.width, first.height) for camera in cameras])
 
     path = []
@@ -195,8 +196,8 @@ def interpolate(cameras: list[Camera], n: int) -> list[Camera]:
         t = s - segment
         pose = np.eye(4)
         pose[:3, 3] = _catmull_rom(padded[segment:segment + 4], t)
-        pose[:3, :3] = _squad(rotations[segment], rotations[segment + 1], controls[segment],
-                              controls[segment + 1], t).as_matrix()
+        quaternion = _catmull_rom(quaternions[segment:segment + 4], t)
+        pose[:3, :3] = Rotation.from_quat(quaternion / np.linalg.norm(quaternion)).as_matrix()
         K = (1 - t) * intrinsics[segment] + t * intrinsics[segment + 1]
         path.append(Camera(K=K, cam_to_world=pose, width=first.width, height=first.height))
     return path
@@ -290,36 +291,27 @@ def _fov_y(camera: Camera) -> float:
     return float(np.degrees(2 * np.arctan(0.5 * camera.height / camera.K[1, 1])))
 
 
+def _pad_ends(keys: np.ndarray) -> np.ndarray:
+    """Reflected phantom keys before the first and after the last, so the spline ends on them."""
+    return np.concatenate([2 * keys[:1] - keys[1:2], keys, 2 * keys[-1:] - keys[-2:-1]])
+
+
 def _catmull_rom(points: np.ndarray, t: float) -> np.ndarray:
     p0, p1, p2, p3 = points
     return 0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
                   + (3 * p1 - p0 - 3 * p2 + p3) * t ** 3)
 
 
-def _slerp(a, b, t: float):
-    from scipy.spatial.transform import Rotation
+def _continuous_quaternions(rotations) -> np.ndarray:
+    """Unit quaternions with signs chosen so each is in the same hemisphere as the one before.
 
-    return a * Rotation.from_rotvec(t * (a.inv() * b).as_rotvec())
-
-
-def _squad_controls(rotations) -> list:
-    """Shoemake's inner quadrangle points s_i = q_i exp(-(log(q_i^-1 q_i+1) + log(q_i^-1 q_i-1)) / 4),
-    in rotation-vector form (a rotation vector is twice the quaternion log)."""
-    from scipy.spatial.transform import Rotation
-
-    controls = []
-    for i in range(len(rotations)):
-        if i == 0 or i == len(rotations) - 1:
-            controls.append(rotations[i])
-            continue
-        here = rotations[i]
-        tangent = (here.inv() * rotations[i + 1]).as_rotvec() + (here.inv() * rotations[i - 1]).as_rotvec()
-        controls.append(here * Rotation.from_rotvec(-tangent / 4))
-    return controls
-
-
-def _squad(q0, q1, s0, s1, t: float):
-    return _slerp(_slerp(q0, q1, t), _slerp(s0, s1, t), 2 * t * (1 - t))
+    q and -q are the same rotation; without this, a spline through them takes the long way round
+    and the camera spins by ~180 degrees between two similar keyframes."""
+    quaternions = rotations.as_quat()
+    for index in range(1, len(quaternions)):
+        if quaternions[index] @ quaternions[index - 1] < 0:
+            quaternions[index] = -quaternions[index]
+    return quaternions
 
 
 def _intrinsics_for(camera: Camera, width: int, height: int) -> np.ndarray:

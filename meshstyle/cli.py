@@ -96,26 +96,29 @@ def cmd_render(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .progress import log
-    from .render import render_views, write_video, write_views
+    from .render import render_views, write_views, write_views_and_video
     from .result import load_result
     from .trajectories import trajectory
 
     width, height = _parse_size(args.size)
     loaded = load_result(args.result)
-    cameras = trajectory(args.cameras, mesh=loaded.mesh, run_cameras=loaded.cameras or None,
+    kind = args.cameras
+    if kind == "trajectory" and not loaded.cameras_from_photos:
+        # Generated optimisation views are in random order; a spline through them is no fly-through.
+        kind = "walkthrough" if loaded.scene.kind == "room" else "orbit"
+        log(f"no captured camera path in {args.result}; rendering a generated {kind}")
+    cameras = trajectory(kind, mesh=loaded.scene, run_cameras=loaded.cameras or None,
                          frames=args.frames, width=width, height=height, fov_deg=args.fov,
                          rng=np.random.default_rng(args.seed))
     out = Path(args.out) if args.out else _default_sibling(args.result, "render")
-    background = _parse_color(args.background)
     frames = render_views(loaded.mesh, cameras, shading=args.shading, supersample=args.supersample,
-                          background=background)
+                          background=_parse_color(args.background))
     if args.video:
-        # One pass over the trajectory feeds both outputs, so long videos never sit in memory twice.
-        frames = list(frames)
-        write_video(frames, args.video, fps=args.fps)
-        log(f"wrote {args.video} ({len(frames)} frames)")
-    paths = write_views(frames, out)
-    log(f"wrote {len(paths)} views to {out}/")
+        paths = write_views_and_video(frames, out, args.video, fps=args.fps)
+        log(f"wrote {args.video} and {len(paths)} views to {out}/")
+    else:
+        paths = write_views(frames, out)
+        log(f"wrote {len(paths)} views to {out}/")
     return EXIT_OK
 
 
@@ -129,7 +132,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out.suffix.lower() != f".{args.format}":
         raise InputError(out, f"--out must end in .{args.format} for --format {args.format}")
     if args.format == "glb":
-        write_glb(loaded.mesh, out)
+        write_glb(loaded.mesh, out, up=loaded.scene.up)
     else:
         write_obj(loaded.mesh, out, texture_name=f"{out.stem}.png")
     log(f"wrote {out}")

@@ -20,7 +20,6 @@ class SceneConfig:
     frames: str | None = None          # frame subset of a scan: "0:200:5" (start:stop:step) or "0,5,10"
     intrinsics: str | None = None      # a scan's intrinsics file (3x3/4x4 matrix or BundleFusion info.txt)
     reunwrap: bool = False             # ignore an existing UV atlas and unwrap again
-    max_atlas_faces: int = 150_000     # decimate above this for the UV atlas (time budget)
 
 
 @dataclass

@@ -57,7 +57,7 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
     write_image(out / "texture.png", result.mesh.texture)
     write_image(out / "initial_texture.png", result.original.texture)
     write_image(out / "style.png", result.style_image)
-    write_glb(result.mesh, out / "stylized.glb")
+    write_glb(result.mesh, out / "stylized.glb", up=result.scene.up)
     write_obj(result.mesh, out / "stylized.obj", texture_name="texture.png")
 
     shown = [camera.scaled(VIEW_HEIGHT) for camera in _spread(result.cameras, SAVED_VIEWS)]
@@ -88,7 +88,8 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
             "mesh_fingerprint": fingerprint(result.scene.vertices, result.scene.faces),
             "style_fingerprint": fingerprint(np.asarray(result.style_image, dtype=np.float32)),
         },
-        "scene": {"name": result.scene.name, "kind": result.scene.kind, "up": list(result.scene.up)},
+        "scene": {"name": result.scene.name, "kind": result.scene.kind, "up": list(result.scene.up),
+                  "camera_source": "photos" if result.scene.photos else "generated"},
         "timings": timings,
         "history": result.history,
         "info": result.info,
@@ -134,6 +135,11 @@ class LoadedResult:
     style_image: np.ndarray | None
     run: dict[str, Any] | None       # run.json
     folder: Path | None              # the run folder, where eval.json goes
+
+    @property
+    def cameras_from_photos(self) -> bool:
+        """True when the run's cameras are a scan's capture path (worth replaying as a video)."""
+        return bool(self.cameras) and (self.run or {}).get("scene", {}).get("camera_source") == "photos"
 
 
 def load_result(path: str | Path) -> LoadedResult:
