@@ -44,11 +44,18 @@ class PatchTarget:
     content_image: torch.Tensor | None    # (3,h,w) in [0,1], or None in style-only mode
     content_weight: torch.Tensor | None   # (1,1,h,w): 1 where the content target is valid
 
+    def to(self, device: str | torch.device) -> "PatchTarget":
+        move = lambda tensor: None if tensor is None else tensor.to(device)  # noqa: E731
+        return PatchTarget(self.patch.to(device), move(self.content_image), move(self.content_weight))
+
 
 @dataclass
 class TrainView:
     """One optimisation view: its depth-split patches and their content targets."""
     targets: list[PatchTarget]
+
+    def to(self, device: str | torch.device) -> "TrainView":
+        return TrainView([target.to(device) for target in self.targets])
 
 
 @dataclass

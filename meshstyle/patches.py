@@ -57,6 +57,10 @@ class LevelPatch:
     mask: torch.Tensor        # (h,w) bool crop of the level's coverage
     share: float = 1.0        # this patch's part of the view's style weight (patches sum to 1)
 
+    def to(self, device: str | torch.device) -> "LevelPatch":
+        return LevelPatch(self.level, self.box, self.weight.to(device), self.uv.to(device),
+                          self.footprint.to(device), self.mask.to(device), self.share)
+
     @property
     def pixels(self) -> int:
         return int(self.weight.shape[-2] * self.weight.shape[-1])

@@ -143,12 +143,12 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         depth_reference = reference_depth(pyramids, config.loss)
         views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config, depth_reference)
                  for camera, pyramid in zip(train_cameras, progress(pyramids, desc="patches", unit="view"))]
-        views = [view for view in views if view.targets]
+        views = [view.to(device) for view in views if view.targets]
         if not views:
             raise InputError(scene.source or scene.name, "no training view has pixels to stylize")
         holdout_views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config,
                                     depth_reference) for camera, pyramid in zip(holdout, holdout_pyramids)]
-        holdout_views = [view for view in holdout_views if view.targets]
+        holdout_views = [view.to(device) for view in holdout_views if view.targets]
 
     patches = [t.patch for view in views for t in view.targets]
     info = {
