@@ -6,6 +6,17 @@ Optimises the pixels of a content-initialised image with Adam and writes the res
 content and style images (`--out`), printing each style layer's loss at the start and the end.
 `--loss raw` replaces the scale-free losses by the recipe tuned for Gatys' normalised VGG
 (Gram MSE with layer weights 1e3/C^2, content MSE), to show what happens with raw weights.
+
+Measured (kitchen frame-000000 of 7-Scenes redkitchen, Adam, content init, style scales 1/.75/.5):
+  raw recipe, 192 px, 150 steps, content weight 1: per-layer style losses at the start
+    relu1_1 4.4e5, relu2_1 7.9e6, relu3_1 1.5e6, relu4_1 1.7e7, relu5_1 3.1e2: relu5_1 is 2e-5 of
+    the total and barely moves (305 -> 69); the image shows style because Adam ignores the overall
+    scale, but the balance holds only for this network and this recipe's magic numbers.
+  scale-free, same run: start 0.67 0.29 0.49 0.53 1.1, end 0.0011 0.0009 0.0028 0.0064 0.036
+    (every layer, relu5_1 included, falls 30-600x); content weight 0.05 loses the scene (content
+    loss 0.94), 0.5 keeps it recognisable under clear strokes and palette, 2 keeps more of it.
+  Defaults that look right (128-192 px): style weight 1, content weight 0.5 (0.2-2), layer weights
+    1 1 1 1 1, Adam lr 0.02 on [0,1] pixels, 100-150 steps; bf16 ends at the same losses (within 2%).
 """
 from __future__ import annotations
 

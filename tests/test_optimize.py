@@ -86,7 +86,8 @@ def test_texture_stays_in_range_and_history_records_each_step(problem):
     outcome = optimize(texture, prepared.views, prepared.objective, config.optim, config.seed)
     with torch.no_grad():
         summed = texture()
-    assert float(summed.min()) >= 0.0 and float(summed.max()) <= 1.0
+    # Clamping corrects the finest Laplacian layer, so the sum lands in range up to float rounding.
+    assert float(summed.min()) >= -1e-6 and float(summed.max()) <= 1.0 + 1e-6
     assert len(outcome.history) == STEPS
     for record in outcome.history:
         assert set(record) >= {"step", "total", "style", "content", "tv", "lr", "seconds"}
