@@ -33,7 +33,7 @@ class CameraConfig:
 
 @dataclass
 class RasterConfig:
-    image_height: int = 256            # height of the coarsest pyramid level
+    image_height: int = 192            # height of the coarsest pyramid level
     levels: int = 3                    # pyramid levels; level k has height image_height * level_scale**k
     level_scale: float = 1.5
     cache_dir: str | None = None       # default: ~/.cache/meshstyle/fragments
@@ -66,7 +66,7 @@ class LossConfig:
     angle_aware: bool = True
     angle_threshold_deg: float = 75.0  # beyond this view angle, pixels get no gradient
     reference_depth: float = 0.0       # metres at which the coarsest level has the stroke size; 0 = auto
-    reference_depth_quantile: float = 0.25  # auto reference depth: this quantile of all views' depths
+    reference_depth_quantile: float = 0.5   # auto reference depth: this quantile of all views' depths
     level_blend: float = 0.5           # width (in levels) of the depth cross-fade between two levels
     min_level_share: float = 0.03      # skip a view's level holding less of its style weight than this
     patch_margin: int = 16             # context pixels around each level's crop
@@ -80,7 +80,7 @@ class OptimConfig:
     lr_decay: float = 0.1              # final lr = lr * lr_decay (exponential)
     views_per_step: int = 1
     checkpoint_every_s: float = 120.0
-    precision: str = "float32"         # VGG convolutions: float32 | bfloat16 (autocast; CPUs with AVX-512 BF16)
+    precision: str = "auto"            # VGG convolutions: auto (bfloat16 where the CPU has native BF16) | float32 | bfloat16
     channels_last: bool = False        # VGG activations in NHWC memory layout
 
 

@@ -8,13 +8,16 @@ inputs is skipped with a reason instead of failing the others.
 
 Views: every metric except coverage runs on the held-out views when there are any (views the
 optimiser never trained on), else on the optimisation views; `views` in each section says how many.
+Style and content see the views at the cameras' own size, the scale the optimiser saw; the
+geometric measures (circles, seams) see them enlarged to at least `geometry_height` = 480 pixels
+high, field of view kept, since training views are often too small for discs to span enough
+pixels or for seams to be crossed often, and so that runs trained at different sizes compare.
 Renders are `render.render_fragments`: the texture looked up through the rasterized UVs with mip
 filtering, no shading, white off the mesh.
 
 ## circles
 StyleMesh's measure of whether strokes keep one size across depth and viewing angle. Stylize with
-the built-in `circles` style (red discs of one radius on white), then in each view (rendered at
-least `circle_height` = 480 pixels high, field of view kept, so that discs span enough pixels):
+the built-in `circles` style (red discs of one radius on white), then in each view:
 1. red pixels are those with `r - max(g, b) > 0.5` (halfway between red and white, so a blurred
    disc edge is cut where the disc ends); connected components (scipy.ndimage) are the blobs;
 2. blobs that touch the image border, a pixel off the mesh, or a different surface (a ring pixel
@@ -57,7 +60,10 @@ Whether UV seams show. Two neighbouring pixels (4-neighbours) that see different
 UVs, else an interior edge. Vertices are welded by position first, so a mesh whose exporter split
 vertices at seams is judged the same. Figures: `seam_diff` and `interior_diff` (mean absolute colour
 difference across such pixel pairs, colours in [0,1]), `ratio` (seam / interior: about 1 when
-seams do not show), `seam_pairs`, `interior_pairs`. Skipped when no seam is in view.
+seams do not show), `seam_pairs`, `interior_pairs`, and with the original texture given
+`original_ratio`, the same ratio of the mesh's own colours: charts usually end at creases, where
+a room's colours change anyway (wall to floor), so compare `ratio` with it rather than with 1.
+Skipped when no seam is in view.
 
 ## coverage
 Share of the atlas the optimisation views reach. Every texel of a used chart (`atlas.rasterize_atlas`
@@ -108,15 +114,14 @@ class Circle:
 
 def evaluate(mesh: TexturedMesh, *, original: TexturedMesh | None = None, cameras: list[Camera],
              holdout: list[Camera] | None = None, style_image: np.ndarray | None = None,
-             metrics: Sequence[str] | None = None, style_size: int = 384, circle_height: int = 480,
+             metrics: Sequence[str] | None = None, style_size: int = 384, geometry_height: int = 480,
              seed: int = 0) -> dict[str, dict[str, float]]:
     """Figures of `mesh` for each metric of `metrics` (default: all of METRICS), see the module doc.
 
     `cameras` are the optimisation views, `holdout` views never trained on; `original` carries the
     initial texture on the same geometry and atlas; `style_image` is (H,W,3) float in [0,1].
-    Circles are measured on the views enlarged to at least `circle_height` pixels (field of view
-    kept), since training views are often too small for discs to span enough pixels; the other
-    metrics use the cameras as given, the scale the optimiser saw.
+    Circles and seams are measured on the views enlarged to at least `geometry_height` pixels
+    (field of view kept); style and content use the cameras as given, the scale the optimiser saw.
     """
     from .errors import InputError
 
@@ -127,14 +132,14 @@ def evaluate(mesh: TexturedMesh, *, original: TexturedMesh | None = None, camera
 
     eval_cameras = list(holdout) if holdout else list(cameras)
     renderer = _Renderer(mesh)
-    circle_cameras = [camera if camera.height >= circle_height else camera.scaled(circle_height)
+    geometry_cameras = [camera if camera.height >= geometry_height else camera.scaled(geometry_height)
                       for camera in eval_cameras]
     rendered: dict[str, list[RenderedView]] = {}
 
     # Each kind of render, by (textured mesh, cameras), made once on first use; the original
     # texture lies on the same geometry, so every render shares the first one's fragments.
-    sources = {"eval views": (mesh, eval_cameras), "circle views": (mesh, circle_cameras),
-               "content targets": (original, eval_cameras), "circle originals": (original, circle_cameras)}
+    sources = {"eval views": (mesh, eval_cameras), "geometry views": (mesh, geometry_cameras),
+               "content targets": (original, eval_cameras), "geometry originals": (original, geometry_cameras)}
 
     def views(kind: str = "eval views") -> list[RenderedView]:
         if kind not in rendered:
@@ -152,15 +157,16 @@ def evaluate(mesh: TexturedMesh, *, original: TexturedMesh | None = None, camera
         if missing:
             results[name] = {"skipped": missing}
         elif name == "circles":
-            results[name] = circle_metrics(views("circle views"),
-                                           views("circle originals") if original is not None else None)
+            results[name] = circle_metrics(views("geometry views"),
+                                           views("geometry originals") if original is not None else None)
         elif name == "style":
             results[name] = style_metrics(views(), style_image, style_size=style_size, seed=seed,
                                           features=features)
         elif name == "content":
             results[name] = content_metrics(views(), views("content targets"), features=features)
         elif name == "seams":
-            results[name] = seam_metrics(views(), mesh)
+            results[name] = seam_metrics(views("geometry views"), mesh,
+                                         views("geometry originals") if original is not None else None)
         elif name == "coverage":
             results[name] = coverage_metrics(list(cameras), renderer.fragments(list(cameras)), mesh)
     return results
@@ -615,15 +621,50 @@ def _welded_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return welded.reshape(-1)[faces]
 
 
-def seam_metrics(views: list[RenderedView], mesh: TexturedMesh) -> dict[str, float]:
+@dataclass
+class _EdgeContrast:
+    """Mean absolute colour difference across the pixel pairs that straddle each kind of edge."""
+    seam_diff: float
+    interior_diff: float
+    seam_pairs: int
+    interior_pairs: int
+
+    @property
+    def ratio(self) -> float:
+        return self.seam_diff / self.interior_diff if self.interior_diff > 0 else float("nan")
+
+
+def seam_metrics(views: list[RenderedView], mesh: TexturedMesh,
+                 originals: list[RenderedView] | None = None) -> dict[str, float]:
+    """Seam figures of the views; with `originals` (the same views with the initial texture) also
+    `original_ratio`, the ratio the mesh's own colours already have (they often change at the
+    creases where charts end)."""
     pair_keys, is_seam = edge_classes(mesh)
     if not is_seam.any():
         return {"skipped": "the mesh has no UV seams"}
-    face_count = len(mesh.faces)
+    contrast = _edge_contrast(views, pair_keys, is_seam, len(mesh.faces))
+    if contrast.seam_pairs == 0:
+        return {"skipped": "no UV seam is in view"}
+    figures = {
+        "seam_diff": contrast.seam_diff,
+        "interior_diff": contrast.interior_diff,
+        "ratio": contrast.ratio,
+        "seam_pairs": float(contrast.seam_pairs),
+        "interior_pairs": float(contrast.interior_pairs),
+    }
+    if originals is not None:
+        figures["original_ratio"] = _edge_contrast(originals, pair_keys, is_seam, len(mesh.faces)).ratio
+    figures["views"] = float(len(views))
+    return figures
+
+
+def _edge_contrast(views: list[RenderedView], pair_keys: np.ndarray, is_seam: np.ndarray,
+                   face_count: int) -> _EdgeContrast:
     sums = {True: 0.0, False: 0.0}
     counts = {True: 0, False: 0}
     for view in views:
         face_id = view.fragments.face_id.numpy()
+        # Right neighbours, then lower neighbours.
         for a_slice, b_slice in (((slice(None), slice(0, -1)), (slice(None), slice(1, None))),
                                  ((slice(0, -1), slice(None)), (slice(1, None), slice(None)))):
             face_a, face_b = face_id[a_slice], face_id[b_slice]
@@ -634,24 +675,19 @@ def seam_metrics(views: list[RenderedView], mesh: TexturedMesh) -> dict[str, flo
             high = np.maximum(face_a[crossing], face_b[crossing]).astype(np.int64)
             keys = low * face_count + high
             where = np.searchsorted(pair_keys, keys).clip(0, len(pair_keys) - 1)
+            # Faces that meet only at a vertex, or across an occlusion, share no edge: not counted.
             adjacent = pair_keys[where] == keys
             difference = np.abs(view.image[a_slice][crossing] - view.image[b_slice][crossing]).mean(axis=1)
             for seam in (True, False):
                 chosen = adjacent & (is_seam[where] == seam)
                 sums[seam] += float(difference[chosen].sum())
                 counts[seam] += int(chosen.sum())
-    if counts[True] == 0:
-        return {"skipped": "no UV seam is in view"}
-    seam_diff = sums[True] / counts[True]
-    interior_diff = sums[False] / counts[False] if counts[False] else float("nan")
-    return {
-        "seam_diff": seam_diff,
-        "interior_diff": interior_diff,
-        "ratio": seam_diff / interior_diff if counts[False] and interior_diff > 0 else float("nan"),
-        "seam_pairs": float(counts[True]),
-        "interior_pairs": float(counts[False]),
-        "views": float(len(views)),
-    }
+
+    def mean(seam: bool) -> float:
+        return sums[seam] / counts[seam] if counts[seam] else float("nan")
+
+    return _EdgeContrast(seam_diff=mean(True), interior_diff=mean(False),
+                         seam_pairs=counts[True], interior_pairs=counts[False])
 
 
 # ---------------------------------------------------------------------------------------------

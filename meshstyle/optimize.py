@@ -7,6 +7,12 @@ style loss and the content loss. Patches are back-propagated one at a time into 
 the summed texture, and that gradient is pushed through the Laplacian layers once per step: memory
 stays at one VGG graph however many patches a step holds.
 
+Choices: Adam with an exponential learning-rate decay (lr -> lr * lr_decay over the run); the
+summed texture is clamped to [0,1] once per step, outside the graph, by correcting the finest
+Laplacian layer (TRAPS.md). The Laplacian-layer penalty is off by default (texture.regularizer = 0):
+StyleMesh's [8,4,2,0] x 5e3 erased the fine layers and blurred the texture (TRAPS.md); the coarse
+layers already spread each view's gradient over neighbouring texels.
+
 Checkpoints (texture layers, optimiser state, step, schedule seed, history) are written atomically
 every `checkpoint_every_s` and when the run is interrupted; Ctrl-C is honoured between patches so a
 checkpoint never holds a half-applied step.
@@ -28,7 +34,7 @@ import torch
 from .config import LossConfig, OptimConfig
 from .errors import InputError
 from .io import atomic_path
-from .losses import content_loss, style_loss, tv_loss
+from .losses import StyleTargets, content_loss, style_loss, tv_loss
 from .patches import LevelPatch
 from .progress import progress
 from .texture import LaplacianTexture, sample
@@ -62,7 +68,7 @@ class TrainView:
 class Objective:
     """What the loss is made of; fixed for a run."""
     vgg: torch.nn.Module
-    style: Any                        # losses.StyleTargets
+    style: StyleTargets
     loss: LossConfig
     regularizer: float = 0.0          # weight of the Laplacian-layer penalty
 

@@ -234,8 +234,3 @@ def _grow(start: int, stop: int, min_size: int, limit: int) -> tuple[int, int]:
     start = int(round(centre - size / 2))
     start = min(max(start, 0), limit - size)
     return int(start), int(start + size)
-
-
-def pixel_size_m(fragments: Fragments, focal_px: float) -> torch.Tensor:
-    """(H,W) metres spanned by one pixel on a fronto-parallel surface at each pixel's depth."""
-    return fragments.depth / focal_px

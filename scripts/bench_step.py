@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--texture-size", type=int, default=1024)
     parser.add_argument("--views", type=int, default=6)
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--precision", choices=("float32", "bfloat16"), default=None)
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default=None)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--memory", action="store_true", help="4096^2 texture, 4 Laplacian levels: peak RSS")
     args = parser.parse_args()

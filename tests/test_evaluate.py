@@ -227,7 +227,7 @@ def test_evaluate_circles_figures_flatten_and_table():
     assert "radius_median_m" in table and "no style image" in table
 
     # Red that was already in the mesh's own colours is not a stroke.
-    unchanged = evaluate(mesh, original=mesh, cameras=cameras, metrics=["circles"], circle_height=360)
+    unchanged = evaluate(mesh, original=mesh, cameras=cameras, metrics=["circles"], geometry_height=360)
     assert unchanged["circles"] == {"skipped": "no red discs found in the views"}
 
     # Not the circles style: circles is skipped instead of measuring random red.
@@ -249,8 +249,13 @@ def test_hard_colour_jumps_along_uv_seams_score_worse_than_a_consistent_texture(
     jumpy = cube_texture(sides, lambda points, side: smooth_colour(points, side) * 0.3 + chart_colours[side] * 0.7)
     consistent = cube_texture(sides, smooth_colour)
     cameras = [corner_camera()]
-    jumpy_seams = evaluate(TexturedMesh(vertices, faces, uv, jumpy), cameras=cameras, metrics=["seams"])["seams"]
-    smooth_seams = evaluate(TexturedMesh(vertices, faces, uv, consistent), cameras=cameras, metrics=["seams"])["seams"]
+    consistent_mesh = TexturedMesh(vertices, faces, uv, consistent)
+    # The consistent texture as the original: its ratio comes along for reference.
+    jumpy_seams = evaluate(TexturedMesh(vertices, faces, uv, jumpy), original=consistent_mesh, cameras=cameras,
+                           metrics=["seams"])["seams"]
+    smooth_seams = evaluate(consistent_mesh, cameras=cameras, metrics=["seams"])["seams"]
+    assert jumpy_seams["original_ratio"] == smooth_seams["ratio"]
+    assert "original_ratio" not in smooth_seams
     assert smooth_seams["seam_pairs"] > 200 and smooth_seams["interior_pairs"] > 200
     assert smooth_seams["ratio"] < 2.0
     assert jumpy_seams["ratio"] > 4 * smooth_seams["ratio"]

@@ -12,7 +12,7 @@ from meshstyle.pipeline import stylize
 
 def room_config(**loss) -> StylizeConfig:
     config = StylizeConfig(seed=5)
-    config.cameras.views = 6
+    config.cameras.views = 12
     config.cameras.holdout = 2
     config.raster.image_height = 96
     config.raster.levels = 2
@@ -21,7 +21,7 @@ def room_config(**loss) -> StylizeConfig:
     config.loss.style_size = 192
     for key, value in loss.items():
         setattr(config.loss, key, value)
-    config.optim.iters = 24
+    config.optim.iters = 64
     return config
 
 
@@ -53,14 +53,17 @@ def test_short_run_halves_style_loss_on_views_it_did_not_train_on(room_run):
     assert room_run.checkpoint["step"] == room_config().optim.iters
 
 
-def test_same_seed_gives_the_same_texture(room, room_run):
-    again = stylize(room, "strokes", room_config())
-    assert np.array_equal(again.mesh.texture, room_run.mesh.texture)
+def test_same_seed_gives_the_same_texture(room):
+    config = room_config()
+    config.cameras.views, config.raster.image_height, config.optim.iters = 4, 64, 4
+    first, second = stylize(room, "strokes", config), stylize(room, "strokes", config)
+    assert not np.array_equal(first.mesh.texture, first.original.texture)
+    assert np.array_equal(first.mesh.texture, second.mesh.texture)
 
 
 def test_two_d_ablation_runs_with_a_single_level(room):
     config = room_config(depth_aware=False, angle_aware=False)
-    config.optim.iters = 4
+    config.cameras.views, config.raster.image_height, config.optim.iters = 4, 64, 4
     result = stylize(room, "strokes", config)
     assert set(result.info["level_pixels"]) == {"0"}
     holdout = result.info["holdout_style_loss"]
