@@ -6,7 +6,6 @@ internal error; 130 interrupted (after the optimiser wrote its checkpoint).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import traceback
@@ -141,11 +140,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import flatten_metrics, format_table
+    from .io import json_text
     from .result import evaluate_run
 
     report = evaluate_run(args.result, metrics=args.metric)
     if args.json:
-        print(json.dumps(flatten_metrics(report), sort_keys=True))
+        print(json_text(flatten_metrics(report), sort_keys=True))
     else:
         print(format_table(report))
     return EXIT_OK

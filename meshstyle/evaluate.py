@@ -133,7 +133,7 @@ def evaluate(mesh: TexturedMesh, *, original: TexturedMesh | None = None, camera
     eval_cameras = list(holdout) if holdout else list(cameras)
     renderer = _Renderer(mesh)
     geometry_cameras = [camera if camera.height >= geometry_height else camera.scaled(geometry_height)
-                      for camera in eval_cameras]
+                        for camera in eval_cameras]
     rendered: dict[str, list[RenderedView]] = {}
 
     # Each kind of render, by (textured mesh, cameras), made once on first use; the original

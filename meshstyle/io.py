@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -49,7 +50,22 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    write_text(path, json_text(obj, indent=2) + "\n")
+
+
+def json_text(obj: Any, **options: Any) -> str:
+    """Strict JSON: NaN and infinities (a correlation over too few samples) become null."""
+    return json.dumps(_finite(obj), default=_json_default, allow_nan=False, **options)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(value) for value in obj]
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

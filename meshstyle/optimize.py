@@ -133,6 +133,16 @@ def learning_rate(step: int, optim: OptimConfig) -> float:
     return optim.lr * optim.lr_decay ** progress_share
 
 
+def layer_groups(texture: LaplacianTexture, optim: OptimConfig) -> list[dict[str, Any]]:
+    """One Adam group per Laplacian layer, the learning rate shrinking by `coarse_lr_scale` per level.
+
+    Adam moves every parameter by about lr per step whatever its gradient, and one coarse texel
+    spans 4^k fine ones: at the same rate the coarse layers paint large blotches of drifting colour
+    (the rainbow look) before the fine layers have drawn any stroke."""
+    return [{"params": [layer], "lr_scale": optim.coarse_lr_scale ** level}
+            for level, layer in enumerate(texture.layers)]
+
+
 def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objective,
              optim: OptimConfig, seed: int, *, checkpoint_path: Path | None = None,
              resume: dict[str, Any] | None = None,
@@ -143,7 +153,7 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
     """
     if not views:
         raise ValueError("no training views to optimise on")
-    optimizer = torch.optim.Adam(texture.parameters(), lr=optim.lr)
+    optimizer = torch.optim.Adam(layer_groups(texture, optim), lr=optim.lr)
     history: list[dict[str, float]] = []
     start = 0
     if resume is not None:
@@ -160,7 +170,7 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
                 step_started = time.perf_counter()
                 lr = learning_rate(step, optim)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group["lr_scale"]
                 chosen = views_for_step(step, len(views), views_per_step, seed)
                 terms = accumulate_gradients(texture, [views[i] for i in chosen], chosen, objective,
                                              content_features, interrupt)

@@ -60,12 +60,12 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
     write_glb(result.mesh, out / "stylized.glb", up=result.scene.up)
     write_obj(result.mesh, out / "stylized.obj", texture_name="texture.png")
 
-    shown = [camera.scaled(VIEW_HEIGHT) for camera in _spread(result.cameras, SAVED_VIEWS)]
+    chosen = _spread(result.cameras, SAVED_VIEWS)
+    shown = [camera.scaled(VIEW_HEIGHT) for camera in chosen]
     stylized_views = list(render_views(result.mesh, shown))
     for index, view in enumerate(stylized_views):
         write_image(out / "views" / f"{index:04d}.png", view)
-    pairs_cameras = shown[:CONTACT_VIEWS]
-    content_views = list(render_views(result.original, pairs_cameras))
+    content_views = _content_views(result, chosen[:CONTACT_VIEWS], shown[:CONTACT_VIEWS])
     sheet = contact_sheet(result.style_image, list(zip(content_views, stylized_views[:CONTACT_VIEWS])))
     write_image(out / "contact_sheet.png", sheet)
 
@@ -98,6 +98,28 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
         "holdout": [camera.to_dict() for camera in result.holdout],
     })
     return out
+
+
+def _content_views(result: StylizeResult, cameras: list[Camera], shown: list[Camera]) -> list[np.ndarray]:
+    """The content side of the contact sheet: a scan's photo where the view has one, else the
+    mesh's own colours rendered from the view."""
+    from PIL import Image
+
+    from .io import read_image
+    from .render import render_views
+
+    photos = {id(photo.camera): photo for photo in result.scene.photos}
+    rendered = iter(render_views(result.original, [view for camera, view in zip(cameras, shown)
+                                                   if id(camera) not in photos]))
+    content = []
+    for camera, view in zip(cameras, shown):
+        if id(camera) in photos:
+            photo = Image.fromarray((read_image(photos[id(camera)].color_path) * 255).astype(np.uint8))
+            content.append(np.asarray(photo.resize((view.width, view.height), Image.LANCZOS),
+                                      dtype=np.float32) / 255.0)
+        else:
+            content.append(next(rendered))
+    return content
 
 
 def _spread(items: list, count: int) -> list:
