@@ -79,7 +79,7 @@ class OptimConfig:
     lr: float = 0.02
     lr_decay: float = 0.1              # final lr = lr * lr_decay (exponential)
     views_per_step: int = 1
-    coarse_lr_scale: float = 0.5       # learning-rate factor per coarser Laplacian layer
+    coarse_lr_scale: float = 1.0       # learning-rate factor per coarser Laplacian layer (1 = plain Adam)
     checkpoint_every_s: float = 120.0
     precision: str = "auto"            # VGG convolutions: auto (bfloat16 where the CPU has native BF16) | float32 | bfloat16
     channels_last: bool = False        # VGG activations in NHWC memory layout
