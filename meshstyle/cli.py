@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .allocator import tune_allocator
+
+    tune_allocator()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

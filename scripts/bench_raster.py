@@ -47,6 +47,9 @@ def dense_room():
 
 
 def main() -> None:
+    from meshstyle.allocator import tune_allocator
+
+    tune_allocator()  # as the CLI does: warm heap pages for per-view arrays
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--views", type=int, default=20)
     parser.add_argument("--width", type=int, default=640)

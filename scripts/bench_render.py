@@ -23,6 +23,9 @@ import torch
 
 
 def main() -> int:
+    from meshstyle.allocator import tune_allocator
+
+    tune_allocator()  # as the CLI does: warm heap pages for per-view arrays
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--size", default="640x480", metavar="WxH")

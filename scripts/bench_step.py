@@ -24,6 +24,9 @@ from meshstyle.texture import LaplacianTexture
 
 
 def main() -> None:
+    from meshstyle.allocator import tune_allocator
+
+    tune_allocator()  # as the CLI does: warm heap pages for per-view arrays
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image-height", type=int, default=256)
     parser.add_argument("--levels", type=int, default=None)
