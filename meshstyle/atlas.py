@@ -233,7 +233,12 @@ def _wait_with_progress(child: subprocess.Popen, description: str) -> None:
     """Wait for the child, counting seconds on a bar; kill it at UVATLAS_TIMEOUT_S."""
     started = time.perf_counter()
     with progress(desc=description, total=int(UVATLAS_TIMEOUT_S), unit="s") as bar:
-        while child.poll() is None:
+        while True:
+            try:
+                child.wait(timeout=0.2)
+                return
+            except subprocess.TimeoutExpired:
+                pass
             elapsed = int(time.perf_counter() - started)
             if elapsed >= UVATLAS_TIMEOUT_S:
                 child.kill()
@@ -241,7 +246,6 @@ def _wait_with_progress(child: subprocess.Popen, description: str) -> None:
                 raise _UvatlasFailed(f"no result within {UVATLAS_TIMEOUT_S:.0f} s")
             if elapsed > bar.n:
                 bar.update(elapsed - bar.n)
-            time.sleep(0.1)
 
 
 def _failure_reason(stderr: str, returncode: int) -> str:
