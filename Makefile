@@ -8,7 +8,7 @@ install:
 	@bash scripts/setup.sh
 
 demo: install
-	$(BIN)/meshstyle demo --out out/demo $(ARGS)
+	$(BIN)/meshstyle demo --out out/demo --overwrite $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q tests
