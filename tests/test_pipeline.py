@@ -7,18 +7,14 @@ import pytest
 import scenes
 from meshstyle.config import StylizeConfig
 from meshstyle.errors import InputError
-from meshstyle.pipeline import stylize
+from meshstyle.pipeline import quick_config, stylize
 
 
 def room_config(**loss) -> StylizeConfig:
-    config = StylizeConfig(seed=5)
+    """The quick demo's sizes (96-px views, 512² texture), more views and steps."""
+    config = quick_config()
+    config.seed = 5
     config.cameras.views = 12
-    config.cameras.holdout = 2
-    config.raster.image_height = 96
-    config.raster.levels = 2
-    config.texture.size = 512
-    config.loss.style_scales = (1.0,)
-    config.loss.style_size = 192
     for key, value in loss.items():
         setattr(config.loss, key, value)
     config.optim.iters = 64
