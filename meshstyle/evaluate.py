@@ -86,6 +86,7 @@ from .cameras import Camera
 from .fragments import Fragments
 from .progress import progress
 from .scene import TexturedMesh
+from .styles import resize_long_side
 
 METRICS = ("circles", "style", "content", "seams", "coverage")
 
@@ -497,7 +498,7 @@ def style_metrics(views: list[RenderedView], style_image: np.ndarray, *, style_s
                   seed: int = 0, features: "_FeatureCache | None" = None,
                   directions_per_layer: int = 64) -> dict[str, float]:
     features = features or _FeatureCache(STYLE_LAYERS)
-    style = _resize_long_side(np.asarray(style_image, dtype=np.float32)[..., :3], style_size)
+    style = resize_long_side(np.asarray(style_image, dtype=np.float32)[..., :3], style_size)
     style_features = features(style)
     generator = torch.Generator().manual_seed(seed)
     projected_style = {}
@@ -521,15 +522,6 @@ def style_metrics(views: list[RenderedView], style_image: np.ndarray, *, style_s
     figures.update({f"swd_{layer}": value for layer, value in layer_means.items()})
     figures["views"] = float(len(views))
     return figures
-
-
-def _resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
-    height, width = image.shape[:2]
-    scale = long_side / max(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-    resized = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
-    return resized[0].permute(1, 2, 0).clamp(0, 1).numpy()
 
 
 # ---------------------------------------------------------------------------------------------

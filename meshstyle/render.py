@@ -38,7 +38,7 @@ from .progress import progress
 from . import raster
 from .raster import Rasterizer
 from .scene import TexturedMesh
-from .texture import mip_levels, mip_pyramid, sample
+from .texture import mip_level, mip_levels, mip_pyramid, sample
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -288,7 +288,7 @@ class PackedMipmap:
         if footprint is None:
             return self._bilinear(uv, torch.zeros(uv.shape[:-1], dtype=torch.long))
         top = len(self.mapping) - 1
-        level = torch.log2(footprint * self.side).nan_to_num_(0.0, posinf=1e9, neginf=0.0).clamp_(0.0, top)
+        level = mip_level(footprint, self.side, len(self.mapping))
         lower = level.floor()
         lower_index = lower.long()
         near = self._bilinear(uv, lower_index)

@@ -103,23 +103,15 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
 def _content_views(result: StylizeResult, cameras: list[Camera], shown: list[Camera]) -> list[np.ndarray]:
     """The content side of the contact sheet: a scan's photo where the view has one, else the
     mesh's own colours rendered from the view."""
-    from PIL import Image
-
-    from .io import read_image
     from .render import render_views
+    from .scans import photo_pixels
 
     photos = {id(photo.camera): photo for photo in result.scene.photos}
     rendered = iter(render_views(result.original, [view for camera, view in zip(cameras, shown)
                                                    if id(camera) not in photos]))
-    content = []
-    for camera, view in zip(cameras, shown):
-        if id(camera) in photos:
-            photo = Image.fromarray((read_image(photos[id(camera)].color_path) * 255).astype(np.uint8))
-            content.append(np.asarray(photo.resize((view.width, view.height), Image.LANCZOS),
-                                      dtype=np.float32) / 255.0)
-        else:
-            content.append(next(rendered))
-    return content
+    return [photo_pixels(photos[id(camera)], view.height, view.width).permute(1, 2, 0).numpy()
+            if id(camera) in photos else next(rendered)
+            for camera, view in zip(cameras, shown)]
 
 
 def _spread(items: list, count: int) -> list:

@@ -729,6 +729,15 @@ def greedy_cover(views, patch_area: np.ndarray, n: int) -> tuple[list[int], list
 # --------------------------------------------------------------------------- photos as content
 
 
+def photo_pixels(photo: Photo, height: int, width: int) -> torch.Tensor:
+    """(3,H,W) the photo's colours resized (antialiased) to a view of `height` x `width` pixels."""
+    from .io import read_image
+
+    pixels = torch.from_numpy(read_image(photo.color_path)).permute(2, 0, 1)[None]
+    return torch.nn.functional.interpolate(pixels, size=(height, width), mode="bilinear",
+                                           align_corners=False, antialias=True)[0].clamp(0, 1)
+
+
 def content_target(photo: Photo, camera: Camera, fragments: Fragments,
                    depth_tolerance: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """The photo as the content target of a view rendered with `fragments`, and where to trust it.
@@ -742,13 +751,9 @@ def content_target(photo: Photo, camera: Camera, fragments: Fragments,
     unknown, so such pixels are kept. The photo and its depth image share one pose; a depth image on
     its own pixel grid (`photo.depth_camera`) is looked up through its own intrinsics.
     """
-    from .io import read_image
-
     height, width = fragments.height, fragments.width
     device = fragments.mask.device
-    pixels = torch.from_numpy(read_image(photo.color_path)).permute(2, 0, 1)[None]
-    target = torch.nn.functional.interpolate(pixels, size=(height, width), mode="bilinear",
-                                             align_corners=False, antialias=True)[0].clamp(0, 1)
+    target = photo_pixels(photo, height, width)
     valid = fragments.mask.clone()
     if photo.depth_path is not None:
         scan_depth = _scan_depth_at(photo, camera, height, width)

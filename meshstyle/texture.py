@@ -76,13 +76,19 @@ def sample(texture: torch.Tensor, uv: torch.Tensor, footprint: torch.Tensor | No
     else:
         texels = footprint.reshape(-1).to(texture.dtype)
         texels = texels if pixel is None else texels[pixel]
-        side = max(texture.shape[-2:])
-        level = torch.log2(texels * side).nan_to_num(0.0, posinf=1e9, neginf=0.0)
-        colours = _trilinear(texture, grid, level.clamp(0.0, mip_levels(*texture.shape[-2:]) - 1))
+        level = mip_level(texels, max(texture.shape[-2:]), mip_levels(*texture.shape[-2:]))
+        colours = _trilinear(texture, grid, level)
     if pixel is not None:
         colours = colours.new_zeros(texture.shape[0], math.prod(image_shape)).index_copy(1, pixel, colours)
     images = colours.reshape(texture.shape[0], *image_shape)
     return images.movedim(0, 1).contiguous() if batched else images
+
+
+def mip_level(footprint: torch.Tensor, side: int, levels: int) -> torch.Tensor:
+    """Fractional mip level of each pixel: log2 of the texels one pixel covers on a texture whose
+    longer side is `side`, clamped to the `levels` levels of its pyramid (0 = full resolution)."""
+    level = torch.log2(footprint * side).nan_to_num(0.0, posinf=1e9, neginf=0.0)
+    return level.clamp(0.0, levels - 1)
 
 
 def _bilinear(level: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

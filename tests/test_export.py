@@ -15,6 +15,7 @@ from meshstyle.config import SceneConfig
 from meshstyle.errors import InputError
 from meshstyle.export import check_glb, glb_document, read_textured, up_to_gltf, write_glb, write_obj
 from meshstyle.raster import Rasterizer
+from meshstyle.render import psnr
 from meshstyle.scene import Scene, TexturedMesh
 
 RED, GREEN, BLUE, YELLOW = (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0)
@@ -45,10 +46,6 @@ def render(mesh: TexturedMesh, cameras: list[Camera]) -> list[tuple[np.ndarray, 
             colour = sample(texture, fragments.uv, fragments.footprint, mask=fragments.mask)
         images.append((colour.numpy().transpose(1, 2, 0), fragments.mask.numpy()))
     return images
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / max(np.mean((a - b) ** 2), 1e-12)))
 
 
 @pytest.mark.parametrize("suffix", [".glb", ".obj"])
