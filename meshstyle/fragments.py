@@ -48,3 +48,25 @@ class ViewPyramid:
     @property
     def heights(self) -> list[int]:
         return [level.height for level in self.levels]
+
+
+@dataclass
+class ViewSamples:
+    """What drawing a textured view needs, per pixel (of one view, or of N with a leading N axis):
+    the subset of `Fragments` a renderer reads, which the rasterizer can also produce on its own."""
+    uv: torch.Tensor          # (...,H,W,2) float32, OBJ convention; 0 off the mesh
+    footprint: torch.Tensor   # (...,H,W) float32, texels of a side-1 texture per pixel (mip level)
+    cos_angle: torch.Tensor   # (...,H,W) float32 in [0,1], the headlight's Lambert term
+    mask: torch.Tensor        # (...,H,W) bool, pixel covers the mesh
+
+    @classmethod
+    def from_fragments(cls, fragments: Fragments) -> "ViewSamples":
+        return cls(uv=fragments.uv, footprint=fragments.footprint, cos_angle=fragments.cos_angle,
+                   mask=fragments.mask)
+
+    def batched(self) -> "ViewSamples":
+        """This one view with a leading axis of 1 (no copy)."""
+        return ViewSamples(**{name: getattr(self, name)[None] for name in SAMPLE_FIELDS})
+
+
+SAMPLE_FIELDS = ("uv", "footprint", "cos_angle", "mask")

@@ -6,7 +6,8 @@ A view is rasterized in two steps that read like the data flow:
    barycentric (u, v) and the distance along the ray). Rays are built with camera-space z = 1, so
    the distance along a ray *is* the pixel's z-depth.
 2. `shade` turns the hits into `Fragments` (UV, normal facing the camera, view angle, texel
-   footprint) with vectorised numpy over the hit pixels only.
+   footprint) in one compiled pass over the pixels (numba, all cores); `shade_samples` computes
+   only the fields a renderer reads.
 
 Only the raw hits go to the disk cache (`view_pyramids`): everything else is a pure function of the
 hits, the mesh and the camera, so a cache hit runs the very same `shade` and returns bit-identical
@@ -14,6 +15,7 @@ fragments while storing 16 bytes per pixel instead of ~50.
 """
 from __future__ import annotations
 
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +27,9 @@ import torch
 from .cache import cache_dir as cache_folder
 from .cache import fingerprint
 from .cameras import Camera
-from .fragments import Fragments, ViewPyramid
+from .fragments import Fragments, ViewPyramid, ViewSamples
 from .io import atomic_path
+from .kernels import kernel_helper, parallel_kernel, prange
 from .progress import progress
 
 # Grazing views: below this |cos| the footprint stops growing (it would be infinite at 90 degrees);
@@ -73,10 +76,9 @@ class Rasterizer:
         cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
         double_area = np.linalg.norm(cross, axis=1)
         self.face_normal = (cross / np.maximum(double_area, 1e-20)[:, None]).astype(np.float32)
-        self.face_normal_columns = np.ascontiguousarray(self.face_normal.T)   # (3,F) for 1-D gathers
         self.texel_density = _texel_density(double_area, uv)
-        # (corner, u|v, F): contiguous rows, so per-pixel gathers are fast 1-D takes.
-        self.uv_columns = None if uv is None else np.ascontiguousarray(uv.transpose(1, 2, 0))
+        # (F,6): the three corners' (u, v) in one row, read once per pixel; zeros without an atlas.
+        self.face_uv = np.zeros((len(self.faces), 6), np.float32) if uv is None else uv.reshape(-1, 6)
         self._scene = None
         self._fingerprint: str | None = None
 
@@ -122,7 +124,7 @@ class Rasterizer:
         tiny renders share one thread start-up, big ones stay apart (one 6 M-ray call measured
         slower than twenty 300 k-ray calls, from memory traffic)."""
         hits: list[RayHits] = []
-        for group in _batches(cameras):
+        for group in ray_batches(cameras):
             bounds = np.cumsum([0] + [camera.width * camera.height for camera in group])
             rays = np.empty((bounds[-1], 6), dtype=np.float32)
             for camera, start, stop in zip(group, bounds[:-1], bounds[1:]):
@@ -148,7 +150,8 @@ class Rasterizer:
         return self._scene
 
 
-def _batches(cameras: Sequence[Camera]) -> list[list[Camera]]:
+def ray_batches(cameras: Sequence[Camera]) -> list[list[Camera]]:
+    """Consecutive cameras grouped up to BATCH_RAYS rays (a camera larger than that stands alone)."""
     groups: list[list[Camera]] = []
     rays = BATCH_RAYS
     for camera in cameras:
@@ -176,175 +179,193 @@ def camera_rays(camera: Camera) -> np.ndarray:
 
 def write_camera_rays(camera: Camera, rays: np.ndarray) -> None:
     """Fill (H*W,6) rays in place: origin = camera centre, direction = R (x, y, 1)."""
-    x, y = image_coordinates(camera)
-    rotation = camera.cam_to_world[:3, :3].astype(np.float32)
-    rays[:, :3] = camera.center.astype(np.float32)
-    for axis in range(3):
-        direction = rays[:, 3 + axis]
-        np.multiply(x, rotation[axis, 0], out=direction)
-        direction += y * rotation[axis, 1]
-        direction += rotation[axis, 2]
+    _write_rays(_inverse_intrinsics(camera), camera.cam_to_world.astype(np.float64), camera.width, rays)
 
 
 def shade(rasterizer: Rasterizer, camera: Camera, hits: RayHits) -> Fragments:
-    """Fragments of one view from its ray hits (row-major pixels, H*W of them).
+    """Fragments of one view from its ray hits (row-major pixels, H*W of them)."""
+    fields = _Fields(camera, FRAGMENT_FIELDS)
+    face_id = np.empty(fields.pixels, dtype=np.int64)
+    _shade_pixels(hits.face_id, hits.bary_uv, hits.distance, False, *_kernel_view(rasterizer, camera),
+                  fields.mask, fields["uv"], fields["footprint"], fields["cos_angle"],
+                  fields["depth"], fields["bary"], fields["normal"], face_id, True)
+    return Fragments(uv=fields.image("uv"), face_id=torch.from_numpy(face_id.reshape(fields.shape)),
+                     bary=fields.image("bary"), depth=fields.image("depth"), normal=fields.image("normal"),
+                     cos_angle=fields.image("cos_angle"), footprint=fields.image("footprint"),
+                     mask=fields.image("mask"))
 
-    Works on 1-D columns over the hit pixels, gathers with np.take and keeps few arrays alive at
-    once: numpy's 2-D fancy indexing and einsum were each slower than the whole ray cast, and
-    fresh memory is expensive here (page faults in the VM cost as much as the arithmetic).
+
+def shade_samples(rasterizer: Rasterizer, camera: Camera, face_id: np.ndarray) -> ViewSamples:
+    """What drawing a textured view needs (UV, footprint, view angle, coverage), knowing only which
+    face each pixel sees (-1: none): the hit on that face is recomputed exactly, by ray/triangle
+    intersection, inside the same pass.
+
+    Which face a pixel sees is all a ray cast finds that cannot be recomputed cheaply, so a render
+    cache of face ids stores 4 bytes per pixel instead of 16-19 (writing a 640x480 view's samples,
+    4.6 MB, cost 12 ms of kernel time here: more than shading it); fresh and cached views go
+    through this same function and are bit-identical. The fields the optimiser alone reads are
+    skipped. Embree's own barycentrics (float32) differ from these by up to ~3e-4.
     """
-    image = _ImageWriter(hits.face_id >= 0, (camera.height, camera.width))
-    hit = image.hit
-    face = hits.face_id[hit]
-    u, v = hits.bary_uv[hit, 0], hits.bary_uv[hit, 1]
-    w = 1.0 - u - v
-    depth = hits.distance[hit]
-    world_normal = [np.take(column, face) for column in rasterizer.face_normal_columns]
-    facing, cos_angle, footprint = _view_geometry(camera, hit, world_normal, depth)
-    footprint *= np.take(rasterizer.texel_density, face)
-    # Turn normals towards the camera: the ray and a facing normal point against each other.
-    np.copysign(np.float32(1.0), facing, out=facing)
-    for column in world_normal:
-        column *= facing
-        np.negative(column, out=column)
-    return Fragments(
-        uv=image.field("uv", _interpolate_uv(rasterizer.uv_columns, face, w, u, v)),
-        face_id=image.face_id(face),
-        bary=image.field("bary", [w, u, v]),
-        depth=image.field("depth", [depth]),
-        normal=image.field("normal", world_normal),
-        cos_angle=image.field("cos_angle", [cos_angle]),
-        footprint=image.field("footprint", [footprint]),
-        mask=torch.from_numpy(image.covered.reshape(image.shape)),
-    )
+    fields = _Fields(camera, SAMPLE_FIELDS)
+    unused = np.empty((0, 3), dtype=np.float32)
+    face_id = np.ascontiguousarray(face_id, dtype=np.int32)
+    _shade_pixels(face_id, unused[:, :2], unused[:, 0], True, *_kernel_view(rasterizer, camera),
+                  fields.mask, fields["uv"], fields["footprint"], fields["cos_angle"],
+                  unused[:, 0], unused, unused, np.empty(0, dtype=np.int64), False)
+    return ViewSamples(uv=fields.image("uv"), footprint=fields.image("footprint"),
+                       cos_angle=fields.image("cos_angle"), mask=fields.image("mask"))
 
 
-def _view_geometry(camera: Camera, hit, world_normal: list[np.ndarray], depth: np.ndarray):
-    """(n . ray, |cos| of the view angle, footprint in metres) of the hit pixels."""
-    x, y = image_coordinates(camera)
-    x, y = x[hit], y[hit]
-    ray_length = x * x
-    ray_length += y * y
-    ray_length += 1.0
-    np.sqrt(ray_length, out=ray_length)
-    # Camera-space normal n_c = R^T n as columns: a (P,3) @ (3,3) matmul through a multi-threaded
-    # BLAS was 50x slower than these products on a busy machine.
-    rotation = camera.cam_to_world[:3, :3].astype(np.float32)
-    normal_x, normal_y, normal_z = (world_normal[0] * rotation[0, k] + world_normal[1] * rotation[1, k]
-                                    + world_normal[2] * rotation[2, k] for k in range(3))
-    facing = normal_x * x
-    facing += normal_y * y
-    facing += normal_z
-    del normal_z
-    cos_angle = np.abs(facing)
-    cos_angle /= ray_length
-    np.minimum(cos_angle, 1.0, out=cos_angle)
-    footprint = _pixel_extent(x, y, ray_length, normal_x, normal_y, facing, cos_angle, depth,
-                              np.float32(camera.K[0, 0]), np.float32(camera.K[1, 1]))
-    return facing, cos_angle, footprint
+def _kernel_view(rasterizer: Rasterizer, camera: Camera) -> tuple:
+    """The per-view and per-mesh arguments `_shade_pixels` reads after the hits."""
+    return (_inverse_intrinsics(camera), camera.cam_to_world.astype(np.float64),
+            float(camera.K[0, 0]), float(camera.K[1, 1]), camera.width, rasterizer.vertices, rasterizer.faces,
+            rasterizer.face_normal, rasterizer.face_uv, rasterizer.texel_density)
 
 
-def _interpolate_uv(uv_columns: np.ndarray | None, face: np.ndarray, w, u, v) -> list[np.ndarray]:
-    """Per-pixel atlas UV, w*uv0 + u*uv1 + v*uv2 of the hit face (zeros without an atlas)."""
-    if uv_columns is None:
-        return [np.zeros_like(u), np.zeros_like(u)]
-    channels = []
-    for axis in range(2):
-        value = np.take(uv_columns[0, axis], face)
-        value *= w
-        value += u * np.take(uv_columns[1, axis], face)
-        value += v * np.take(uv_columns[2, axis], face)
-        channels.append(value)
-    return channels
+def _inverse_intrinsics(camera: Camera) -> np.ndarray:
+    return np.linalg.inv(np.asarray(camera.K, dtype=np.float64))
 
 
-# Float channels of the fragments, in the order they sit in one shared buffer.
-FLOAT_FIELDS = {"uv": 2, "bary": 3, "normal": 3, "depth": 1, "cos_angle": 1, "footprint": 1}
+# Float channels of the fragments / of the view samples, in the order they sit in one shared buffer.
+FRAGMENT_FIELDS = {"uv": 2, "bary": 3, "normal": 3, "depth": 1, "cos_angle": 1, "footprint": 1}
+SAMPLE_FIELDS = {"uv": 2, "footprint": 1, "cos_angle": 1}
 
 
-class _ImageWriter:
-    """Scatters per-hit columns into full images (zero elsewhere) and hands them to torch.
+class _Fields:
+    """One view's per-pixel output arrays, all float fields slices of one buffer.
 
-    All float fields of a view are contiguous slices of one buffer: a single multi-megabyte
-    allocation gets huge pages and, once freed, raises glibc's trim threshold so that later
-    temporaries reuse memory instead of faulting fresh pages (measured: 13 fresh 1.2 MB arrays
-    cost 10 ms in this VM, one 16 MB array 0.3 ms). When every pixel hit (inside a room) `hit` is
-    a slice, so gathers are views and nothing is scattered.
+    A single multi-megabyte allocation gets huge pages and, once freed, raises glibc's trim
+    threshold so that later views reuse memory instead of faulting fresh pages (measured: 13 fresh
+    1.2 MB arrays cost 10 ms in this VM, one 16 MB array 0.3 ms). The kernel writes every pixel,
+    misses included, so nothing is zero-filled first.
     """
 
-    def __init__(self, covered: np.ndarray, shape: tuple[int, int]):
-        self.covered, self.shape = covered, shape
-        self.hit = slice(None) if covered.all() else np.flatnonzero(covered)
-        # Every element is written when every pixel hit (inside a room); zero-filling 13 MB per
-        # 640x480 view then cost as much as the fragment math, so only partial views pay for it.
-        self.buffer = np.empty(covered.size * sum(FLOAT_FIELDS.values()), dtype=np.float32)
-        if not isinstance(self.hit, slice):
-            self.buffer.fill(0.0)
-        self.offsets, start = {}, 0
-        for name, channels in FLOAT_FIELDS.items():
-            self.offsets[name] = start
-            start += covered.size * channels
+    def __init__(self, camera: Camera, channels: dict[str, int]):
+        self.shape = (camera.height, camera.width)
+        self.pixels = camera.height * camera.width
+        self.channels = channels
+        buffer = np.empty(self.pixels * sum(channels.values()), dtype=np.float32)
+        self.arrays, start = {}, 0
+        for name, count in channels.items():
+            self.arrays[name] = buffer[start:start + self.pixels * count].reshape(
+                (self.pixels, count) if count > 1 else (self.pixels,))
+            start += self.pixels * count
+        self.mask = np.empty(self.pixels, dtype=np.bool_)
 
-    def field(self, name: str, columns: list[np.ndarray]) -> torch.Tensor:
-        channels = FLOAT_FIELDS[name]
-        start = self.offsets[name]
-        pixels = self.buffer[start:start + self.covered.size * channels].reshape(-1, channels)
-        for channel, values in enumerate(columns):
-            pixels[:, channel][self.hit] = values
-        return torch.from_numpy(pixels.reshape(self.shape + ((channels,) if channels > 1 else ())))
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
 
-    def face_id(self, face: np.ndarray) -> torch.Tensor:
-        full = np.full(self.covered.size, -1, dtype=np.int64)
-        full[self.hit] = face
-        return torch.from_numpy(full.reshape(self.shape))
+    def image(self, name: str) -> torch.Tensor:
+        values = self.mask if name == "mask" else self.arrays[name]
+        return torch.from_numpy(values.reshape(self.shape + values.shape[1:]))
 
 
-def _pixel_extent(x, y, ray_length, normal_x, normal_y, facing, cos_angle, depth, fx, fy) -> np.ndarray:
-    """World length of the longer axis of one pixel's footprint on the surface plane.
+# --- per-pixel kernels: one compiled pass over the pixels (see kernels.py) ------------------------
+# As whole-array numpy, the fragments of a 640x480 demo-room view took 12 ms, casting its rays 17 ms.
 
-    The surface point seen through normalised image point r = (x, y, 1) is p = c r / (n.r); its
-    derivatives per pixel step are d/f (e_x - r n_x/(n.r)) and d/f (e_y - r n_y/(n.r)). The largest
-    singular value of that 3x2 Jacobian, in closed form, is d/f on a fronto-parallel plane and
-    d/(f cos) at the image centre of a plane tilted by the view angle.
+@parallel_kernel
+def _write_rays(K_inv, cam_to_world, width, rays):  # pragma: no cover - compiled
+    """Origin = camera centre; direction = R K^-1 (col, row, 1): camera-space z = 1."""
+    for row in prange(rays.shape[0] // width):
+        y = K_inv[1, 1] * row + K_inv[1, 2]
+        for col in range(width):
+            x = K_inv[0, 0] * col + K_inv[0, 1] * row + K_inv[0, 2]
+            ray = row * width + col
+            for axis in range(3):
+                rays[ray, axis] = cam_to_world[axis, 3]
+                rays[ray, 3 + axis] = cam_to_world[axis, 0] * x + cam_to_world[axis, 1] * y + cam_to_world[axis, 2]
+
+
+@kernel_helper
+def _ray_hit(vertices, faces, face, origin_x, origin_y, origin_z, d_x, d_y, d_z):  # pragma: no cover
+    """(u, v, t) where the ray origin + t d meets triangle `face` (Moller-Trumbore; Embree's u, v
+    convention: point = (1-u-v) v0 + u v1 + v v2); zeros for a degenerate face."""
+    a, b, c = faces[face, 0], faces[face, 1], faces[face, 2]
+    e1_x, e1_y, e1_z = vertices[b, 0] - vertices[a, 0], vertices[b, 1] - vertices[a, 1], vertices[b, 2] - vertices[a, 2]
+    e2_x, e2_y, e2_z = vertices[c, 0] - vertices[a, 0], vertices[c, 1] - vertices[a, 1], vertices[c, 2] - vertices[a, 2]
+    s_x, s_y, s_z = origin_x - vertices[a, 0], origin_y - vertices[a, 1], origin_z - vertices[a, 2]
+    p_x, p_y, p_z = d_y * e2_z - d_z * e2_y, d_z * e2_x - d_x * e2_z, d_x * e2_y - d_y * e2_x
+    q_x, q_y, q_z = s_y * e1_z - s_z * e1_y, s_z * e1_x - s_x * e1_z, s_x * e1_y - s_y * e1_x
+    determinant = e1_x * p_x + e1_y * p_y + e1_z * p_z
+    if determinant == 0.0:            # Embree does not report hits on these
+        return 0.0, 0.0, 0.0
+    inverse = 1.0 / determinant
+    return ((s_x * p_x + s_y * p_y + s_z * p_z) * inverse, (d_x * q_x + d_y * q_y + d_z * q_z) * inverse,
+            (e2_x * q_x + e2_y * q_y + e2_z * q_z) * inverse)
+
+
+@parallel_kernel(fastmath=True)
+def _shade_pixels(face_id, bary_uv, distance, intersect, K_inv, cam_to_world, fx, fy, width, vertices, faces,
+                  face_normal, face_uv, texel_density, mask, uv, footprint, cos_angle, depth, bary, normal,
+                  face_out, full):  # pragma: no cover - compiled
+    """Fragments of every pixel from its hit: zeros (face -1) where the ray missed. The hit's
+    barycentrics and depth are read from `bary_uv` and `distance`, or with `intersect` computed
+    from the face alone; only `full` writes depth, barycentrics, normal and face id.
+
+    The footprint is the world length of the longer axis of one pixel's footprint on the surface
+    plane, times the face's texel density. The surface point seen through normalised image point
+    r = (x, y, 1) is p = c r / (n.r); its derivatives per pixel step are d/f (e_x - r n_x/(n.r)) and
+    d/f (e_y - r n_y/(n.r)). The largest singular value of that 3x2 Jacobian, in closed form, is
+    d/f on a fronto-parallel plane and d/(f cos) at the image centre of a plane tilted by the view
+    angle. |n.r| is clamped at grazing angles (MIN_FOOTPRINT_COS); its sign is irrelevant.
     """
-    # |n.r| clamped at grazing angles; the sign is irrelevant (n_x/(n.r) is invariant to flipping n).
-    # In-place arithmetic: fresh temporaries cost more than the products on 300k pixels.
-    inv_facing = np.maximum(cos_angle, np.float32(MIN_FOOTPRINT_COS))
-    inv_facing *= ray_length
-    np.copysign(inv_facing, facing, out=inv_facing)
-    np.reciprocal(inv_facing, out=inv_facing)
-    a = normal_x * inv_facing
-    b = normal_y * inv_facing
-    r2 = ray_length * ray_length
-    # Unit-depth Jacobian products J^T J, each scaled by 1/f per pixel axis.
-    xx = a * a
-    xx *= r2
-    xx -= 2.0 * x * a
-    xx += 1.0
-    xx *= np.float32(1.0 / (fx * fx))
-    yy = b * b
-    yy *= r2
-    yy -= 2.0 * y * b
-    yy += 1.0
-    yy *= np.float32(1.0 / (fy * fy))
-    xy = a * b
-    xy *= r2
-    xy -= x * b
-    xy -= y * a
-    xy *= np.float32(1.0 / (fx * fy))
-    gap = xx - yy
-    gap *= 0.5
-    gap *= gap
-    xy *= xy
-    gap += xy
-    np.sqrt(gap, out=gap)
-    xx += yy
-    xx *= 0.5
-    xx += gap                        # largest eigenvalue of J^T J at unit depth
-    np.maximum(xx, 0.0, out=xx)
-    np.sqrt(xx, out=xx)
-    xx *= depth
-    return xx
+    inv_fx2, inv_fy2, inv_fxy = 1.0 / (fx * fx), 1.0 / (fy * fy), 1.0 / (fx * fy)
+    for row in prange(face_id.shape[0] // width):
+        y = K_inv[1, 1] * row + K_inv[1, 2]
+        for col in range(width):
+            pixel = row * width + col
+            face = face_id[pixel]
+            mask[pixel] = face >= 0
+            if face < 0:
+                uv[pixel, 0] = uv[pixel, 1] = footprint[pixel] = cos_angle[pixel] = 0.0
+                if full:
+                    face_out[pixel] = -1
+                    depth[pixel] = 0.0
+                    for axis in range(3):
+                        bary[pixel, axis] = normal[pixel, axis] = 0.0
+                continue
+            x = K_inv[0, 0] * col + K_inv[0, 1] * row + K_inv[0, 2]   # the footprint ignores skew
+            if intersect:
+                u, v, hit_depth = _ray_hit(
+                    vertices, faces, face, cam_to_world[0, 3], cam_to_world[1, 3], cam_to_world[2, 3],
+                    cam_to_world[0, 0] * x + cam_to_world[0, 1] * y + cam_to_world[0, 2],
+                    cam_to_world[1, 0] * x + cam_to_world[1, 1] * y + cam_to_world[1, 2],
+                    cam_to_world[2, 0] * x + cam_to_world[2, 1] * y + cam_to_world[2, 2])
+            else:
+                u, v, hit_depth = bary_uv[pixel, 0], bary_uv[pixel, 1], distance[pixel]
+            w = 1.0 - u - v
+            # Camera-space normal n_c = R^T n_world.
+            # (Scalar indexing only here: a row view would count references from every thread.)
+            n_x = (face_normal[face, 0] * cam_to_world[0, 0] + face_normal[face, 1] * cam_to_world[1, 0]
+                   + face_normal[face, 2] * cam_to_world[2, 0])
+            n_y = (face_normal[face, 0] * cam_to_world[0, 1] + face_normal[face, 1] * cam_to_world[1, 1]
+                   + face_normal[face, 2] * cam_to_world[2, 1])
+            n_z = (face_normal[face, 0] * cam_to_world[0, 2] + face_normal[face, 1] * cam_to_world[1, 2]
+                   + face_normal[face, 2] * cam_to_world[2, 2])
+            facing = n_x * x + n_y * y + n_z
+            r2 = x * x + y * y + 1.0
+            ray_length = math.sqrt(r2)
+            cos = min(abs(facing) / ray_length, 1.0)
+            inv_facing = 1.0 / math.copysign(max(cos, MIN_FOOTPRINT_COS) * ray_length, facing)
+            a, b = n_x * inv_facing, n_y * inv_facing
+            # Unit-depth Jacobian products J^T J, each scaled by 1/f per pixel axis.
+            xx = (a * a * r2 - 2.0 * x * a + 1.0) * inv_fx2
+            yy = (b * b * r2 - 2.0 * y * b + 1.0) * inv_fy2
+            xy = (a * b * r2 - x * b - y * a) * inv_fxy
+            largest = 0.5 * (xx + yy) + math.sqrt(0.25 * (xx - yy) ** 2 + xy * xy)
+            footprint[pixel] = math.sqrt(max(largest, 0.0)) * hit_depth * texel_density[face]
+            cos_angle[pixel] = cos
+            uv[pixel, 0] = w * face_uv[face, 0] + u * face_uv[face, 2] + v * face_uv[face, 4]
+            uv[pixel, 1] = w * face_uv[face, 1] + u * face_uv[face, 3] + v * face_uv[face, 5]
+            if full:
+                face_out[pixel] = face
+                depth[pixel] = hit_depth
+                bary[pixel, 0], bary[pixel, 1], bary[pixel, 2] = w, u, v
+                # Turn normals towards the camera: the ray and a facing normal point against each other.
+                towards = -math.copysign(1.0, facing)
+                for axis in range(3):
+                    normal[pixel, axis] = towards * face_normal[face, axis]
 
 
 def _texel_density(double_area: np.ndarray, uv: np.ndarray | None) -> np.ndarray:
@@ -355,23 +376,6 @@ def _texel_density(double_area: np.ndarray, uv: np.ndarray | None) -> np.ndarray
     uv_double_area = np.abs(edge1[:, 0] * edge2[:, 1] - edge1[:, 1] * edge2[:, 0]).astype(np.float64)
     density = np.sqrt(uv_double_area / np.maximum(double_area.astype(np.float64), 1e-20))
     return np.where(double_area > 0, density, 0.0).astype(np.float32)
-
-
-def image_coordinates(camera: Camera, cols: np.ndarray | None = None,
-                      rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised image coordinates x, y of pixel centres: the camera-space ray through a pixel is
-    (x, y, 1). Without `cols`/`rows`: every pixel of the image, (H*W,) each, row-major."""
-    K_inv = np.linalg.inv(camera.K).astype(np.float32)
-    if cols is not None and rows is not None:
-        cols, rows = np.asarray(cols, np.float32), np.asarray(rows, np.float32)
-        return K_inv[0, 0] * cols + K_inv[0, 1] * rows + K_inv[0, 2], K_inv[1, 1] * rows + K_inv[1, 2]
-    col_range = np.arange(camera.width, dtype=np.float32)
-    row_range = np.arange(camera.height, dtype=np.float32)
-    x = np.tile(K_inv[0, 0] * col_range + K_inv[0, 2], camera.height)
-    y = np.repeat(K_inv[1, 1] * row_range + K_inv[1, 2], camera.width)
-    if K_inv[0, 1] != 0:   # skewed pixels (rare); the footprint ignores skew
-        x = x + K_inv[0, 1] * np.repeat(row_range, camera.width)
-    return x, y
 
 
 def _slice(hits: RayHits, start: int, stop: int) -> RayHits:

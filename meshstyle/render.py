@@ -2,38 +2,37 @@
 
 Per view, in data-flow order:
 
-1. fragments (`raster.Rasterizer`, built once per mesh, casting a few views per call) -> the four
-   fields shading needs, `ViewSamples` (UV, texel footprint, view angle, coverage);
-2. mip-mapped lookup through the footprint (no shimmering or moire on distant floors):
-   `PackedMipmap`, the same colours as `texture.sample`, built once per texture;
-3. optional headlight Lambert shading, then the background where no surface was hit;
-4. with supersampling, the view was rendered k times larger and k x k blocks are averaged
+1. which face each pixel sees (`raster.Rasterizer` casts rays, a few small views per call), then
+   the exact hit on that face and the four fields drawing needs, `ViewSamples` (UV, texel
+   footprint, view angle, coverage), in compiled per-pixel loops;
+2. `PackedMipmap.draw`: mip-mapped lookup through the footprint (no shimmering or moire on
+   distant floors), optional headlight Lambert shading, background where no surface was hit;
+   the same colours as `texture.sample` + `shade`, the differentiable path of the optimiser;
+3. with supersampling, the view was rendered k times larger and k x k blocks are averaged
    (anti-aliased silhouettes).
 
-`ViewSamples` depend only on the geometry, its atlas and the camera, never on the texture, so they
-are cached on disk keyed by those fingerprints: rendering a trajectory again (another texture, the
-content beside the stylized view, a second video) skips ray casting and does not even build the
-ray-casting scene. The cache keeps the most recently used views within a size budget.
+What a view sees depends only on the geometry and the camera, never on the texture, so the face
+ids (4 bytes per pixel) are cached on disk keyed by their fingerprints: rendering a trajectory
+again (another texture, the content beside the stylized view, a second video) skips ray casting
+and does not even build the ray-casting scene. The cache keeps the most recently used views
+within a size budget.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .cache import cache_dir as default_cache_dir
 from .cache import fingerprint
 from .cameras import Camera
-from .fragments import Fragments
+from .fragments import Fragments, ViewSamples
 from .io import atomic_path, to_uint8, write_image
+from .kernels import parallel_kernel, prange
 from .progress import progress
 from . import raster
 from .raster import Rasterizer
@@ -49,50 +48,12 @@ __all__ = ["ViewSamples", "ViewRenderer", "PackedMipmap", "render_views", "rende
 # Headlight Lambert shading: a light at the camera makes the diffuse term the view angle's cosine;
 # the ambient share keeps grazing surfaces readable instead of black.
 AMBIENT = 0.35
-# Rendered pixels of the views handled together (rasterized, then shaded one by one): bounds memory.
-BATCH_PIXELS = 1_500_000
-# Torch threads for the per-pixel work (see `elementwise_threads`).
-ELEMENTWISE_THREADS = int(os.environ.get("MESHSTYLE_RENDER_THREADS", 1))
 # Bumped whenever what the render cache stores changes (raster's own format is part of the key too).
-CACHE_FORMAT = "view-samples-1"
-# Disk budget of the render cache (a 640x480 view takes 4.6 MB); least recently used views go first.
+CACHE_FORMAT = "view-faces-1"
+# Disk budget of the render cache (a 640x480 view takes 1.2 MB); least recently used views go first.
 CACHE_BUDGET_MB = float(os.environ.get("MESHSTYLE_RENDER_CACHE_MB", 2048))
 
 Colour = tuple[float, float, float]
-
-
-@dataclass
-class ViewSamples:
-    """What shading needs from the fragments of one view (or of N views, with a leading N axis)."""
-    uv: torch.Tensor          # (...,H,W,2) float32, OBJ convention; 0 off the mesh
-    footprint: torch.Tensor   # (...,H,W) float32, texels of a side-1 texture per pixel (mip level)
-    cos_angle: torch.Tensor   # (...,H,W) float32 in [0,1], the headlight's Lambert term
-    mask: torch.Tensor        # (...,H,W) bool, pixel covers the mesh
-
-    @classmethod
-    def from_fragments(cls, fragments: Fragments) -> "ViewSamples":
-        return cls(uv=fragments.uv, footprint=fragments.footprint, cos_angle=fragments.cos_angle,
-                   mask=fragments.mask)
-
-    def batched(self) -> "ViewSamples":
-        """This one view with a leading axis of 1 (no copy)."""
-        return ViewSamples(**{name: getattr(self, name)[None] for name in _SAMPLE_FIELDS})
-
-    def save(self, path: Path) -> None:
-        # The view angle only shades, so half precision is plenty; UV keeps float32 for 4k atlases.
-        with atomic_path(path) as tmp, open(tmp, "wb") as stream:
-            np.savez(stream, uv=self.uv.numpy(), footprint=self.footprint.numpy(),
-                     cos_angle=self.cos_angle.numpy().astype(np.float16), mask=self.mask.numpy())
-
-    @classmethod
-    def load(cls, path: Path) -> "ViewSamples":
-        with np.load(path) as stored:
-            return cls(uv=torch.from_numpy(stored["uv"]), footprint=torch.from_numpy(stored["footprint"]),
-                       cos_angle=torch.from_numpy(stored["cos_angle"].astype(np.float32)),
-                       mask=torch.from_numpy(stored["mask"]))
-
-
-_SAMPLE_FIELDS = ("uv", "footprint", "cos_angle", "mask")
 
 
 class ViewRenderer:
@@ -115,19 +76,36 @@ class ViewRenderer:
 
     def samples(self, cameras: Sequence[Camera]) -> list[ViewSamples]:
         """Each camera's samples: from the disk cache where this geometry was seen from it before,
-        the others ray-cast together in one call."""
+        the others ray-cast (small views several per call)."""
+        return list(self.stream_samples(cameras))
+
+    def stream_samples(self, cameras: Sequence[Camera]) -> Iterator[ViewSamples]:
+        """`samples`, one view at a time, in order (small views are cast several per call).
+
+        No casting ahead on a worker thread: open3d's `cast_rays` holds the GIL, and numpy work
+        beside it ran 25x slower (measured), so views are cast and shaded in turn.
+        """
+        for group in raster.ray_batches(cameras):
+            for camera, face_id in zip(group, self._seen_faces(group)):
+                yield raster.shade_samples(self._rasterizer(), camera, face_id)
+
+    def _seen_faces(self, cameras: Sequence[Camera]) -> list[np.ndarray]:
+        """The face each pixel of each camera sees: from the cache, or cast (the cameras that
+        missed together) and then cached. Fresh and cached views go through the same
+        `raster.shade_samples`, so a second render is bit-identical to the first."""
         paths = [self._cache_path(camera) for camera in cameras]
-        views: list[ViewSamples | None] = [self._cached(path) for path in paths]
-        missing = [index for index, view in enumerate(views) if view is None]
+        found = [self._cached(path, camera) for path, camera in zip(paths, cameras)]
+        missing = [index for index, faces in enumerate(found) if faces is None]
         self.cache_hits += len(cameras) - len(missing)
         self.cache_misses += len(missing)
         if missing:
-            fragments = self._rasterizer().render_many([cameras[index] for index in missing])
-            for index, view_fragments in zip(missing, fragments):
-                views[index] = ViewSamples.from_fragments(view_fragments)
+            cast = self._rasterizer().cast_cameras([cameras[index] for index in missing])
+            for index, hits in zip(missing, cast):
+                found[index] = hits.face_id
                 if paths[index] is not None:
-                    views[index].save(paths[index])
-        return views
+                    with atomic_path(paths[index]) as tmp, open(tmp, "wb") as stream:
+                        np.save(stream, hits.face_id)
+        return found
 
     def render(self, cameras: Sequence[Camera], *, texture: np.ndarray | torch.Tensor | None = None,
                shading: bool = False, supersample: int = 1, background: Colour = (1.0, 1.0, 1.0),
@@ -140,24 +118,15 @@ class ViewRenderer:
         if supersample < 1:
             raise ValueError(f"supersample must be >= 1, got {supersample}")
         mipmap = self._mipmap_of(self.mesh.texture if texture is None else texture)
+        rendered = [camera.scaled(camera.height * supersample) if supersample > 1 else camera for camera in cameras]
         bar = progress(total=len(cameras), desc="render", unit="frame")
         try:
-            for batch in view_batches(cameras, supersample):
-                # Not across the yield: the caller's own torch work keeps its thread count.
-                with elementwise_threads(), torch.no_grad():
-                    views = self.samples([camera.scaled(camera.height * supersample) if supersample > 1 else camera
-                                          for camera in batch])
-                    # One view at a time: cameras of a file may differ in size, and with the mipmap
-                    # built once a lookup has no per-call setup left to share.
-                    images = []
-                    for view in views:
-                        image = shade(mipmap, view.batched(), shading=shading, background=background, mip=mip)
-                        if supersample > 1:
-                            image = F.avg_pool2d(image, supersample)
-                        images.append(image[0].permute(1, 2, 0).contiguous().numpy())
-                for image in images:
-                    bar.update(1)
-                    yield image
+            for view in self.stream_samples(rendered):
+                image = mipmap.draw(view, shading=shading, background=background, mip=mip)
+                if supersample > 1:
+                    image = _block_mean(image, supersample)
+                bar.update(1)
+                yield image
         finally:
             bar.close()
             self.prune_cache()
@@ -167,7 +136,7 @@ class ViewRenderer:
         if self._cache_dir is None:
             return
         entries = []
-        for path in self._cache_dir.glob("*.npz"):
+        for path in self._cache_dir.glob("*.npy"):
             try:
                 info = path.stat()
             except FileNotFoundError:  # pruned by a concurrent render
@@ -185,7 +154,7 @@ class ViewRenderer:
             return None
         key = fingerprint(self._mesh_key, np.asarray(camera.K, dtype=np.float64),
                           np.asarray(camera.cam_to_world, dtype=np.float64), camera.width, camera.height)
-        return self._cache_dir / f"{key}.npz"
+        return self._cache_dir / f"{key}.npy"
 
     def _mipmap_of(self, texture: np.ndarray | torch.Tensor) -> "PackedMipmap":
         """The texture's packed mip levels, kept while the same texture object is rendered again."""
@@ -193,16 +162,22 @@ class ViewRenderer:
             self._mipmap = (texture, PackedMipmap(_as_chw(texture)))
         return self._mipmap[1]
 
-    def _cached(self, path: Path | None) -> ViewSamples | None:
+    def _cached(self, path: Path | None, camera: Camera) -> np.ndarray | None:
+        """The cached face ids of one view, or None; a damaged or foreign entry is deleted and
+        recomputed, never trusted."""
         if path is None or not path.is_file():
             return None
         try:
-            view = ViewSamples.load(path)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            path.unlink(missing_ok=True)  # a damaged entry is recomputed, never trusted
+            faces = np.load(path, allow_pickle=False)
+            valid = (faces.dtype == np.int32 and faces.shape == (camera.width * camera.height,)
+                     and (faces.size == 0 or int(faces.max()) < len(self.mesh.faces)))
+        except (OSError, ValueError, EOFError):
+            valid = False
+        if not valid:
+            path.unlink(missing_ok=True)
             return None
         os.utime(path)  # recently used entries survive pruning
-        return view
+        return faces
 
     def _rasterizer(self) -> Rasterizer:
         if self._raster is None:
@@ -225,18 +200,12 @@ def render_fragments(texture: torch.Tensor, fragments: Fragments, *, shading: bo
                  background=background, mip=mip)[0]
 
 
-def shade(texture: "torch.Tensor | PackedMipmap", views: ViewSamples, *, shading: bool = False,
+def shade(texture: torch.Tensor, views: ViewSamples, *, shading: bool = False,
           background: Colour = (1.0, 1.0, 1.0), mip: bool = True) -> torch.Tensor:
-    """(N,3,H,W) images from N stacked views: texture lookup, optional headlight, background.
-
-    texture: a (3,H,W) tensor, read through `texture.sample` (differentiable, for the optimiser), or a
-    `PackedMipmap` of it (the same colours, faster when one texture serves many views).
-    """
-    footprint = views.footprint if mip else None
-    if isinstance(texture, PackedMipmap):
-        colour = texture.sample(views.uv, footprint)
-    else:
-        colour = sample(texture, views.uv, footprint=footprint, mask=views.mask)
+    """(N,3,H,W) images of `texture` (3,H,W) through N stacked views, differentiable in the texture:
+    `texture.sample`, optional headlight, background. `PackedMipmap.draw` gives the same image for
+    rendering, where one fixed texture serves many views."""
+    colour = sample(texture, views.uv, footprint=views.footprint if mip else None, mask=views.mask)
     if shading:
         colour = colour * (AMBIENT + (1.0 - AMBIENT) * views.cos_angle.clamp(0.0, 1.0)).unsqueeze(1)
     if bool(views.mask.all()):    # inside a room every pixel sees a surface
@@ -246,82 +215,125 @@ def shade(texture: "torch.Tensor | PackedMipmap", views: ViewSamples, *, shading
 
 
 class PackedMipmap:
-    """Every mip level of one texture packed into one image, for fast trilinear lookups.
+    """Every mip level of one texture packed into one image, drawn into views by a compiled loop.
 
-    `texture.sample` reads a different mip level per pixel by sorting the pixels by level (it must
-    stay differentiable and light on memory for the optimiser); for rendering one fixed texture into
-    many views that sort is the largest cost. Here level 0 sits at the left and the coarser levels
-    are stacked in a column to its right, each with a one-texel border repeating its edge, so each
-    of the two levels a pixel blends is one `grid_sample` over all pixels at once: the pixel's UV
-    maps into its level's rectangle by a per-level scale and offset. Same pyramid
-    (`texture.mip_pyramid`), level choice and conventions as `texture.sample` (align_corners=False,
-    border texels repeat beyond the edge): tests compare the two.
+    `texture.sample` reads a different mip level per pixel by sorting the pixels by level and
+    calling `grid_sample` per level (it must stay differentiable for the optimiser). Rendering one
+    fixed texture into many views instead makes one pass over the pixels that reads the two levels
+    each pixel blends, with no sort, per-level grids or colour images between steps.
+    Level 0 sits at the left and the coarser levels are stacked in a column to its right, each with
+    a one-texel border repeating its edge, so a bilinear read never needs a bounds check. Same
+    pyramid (`texture.mip_pyramid`), level rule (`texture.mip_level`) and conventions as
+    `texture.sample` (texel centres at (i + 0.5) / size, edge texels repeat beyond [0, 1]): tests
+    compare the two.
     """
 
     def __init__(self, texture: torch.Tensor):
         channels, height, width = texture.shape
-        pyramid = mip_pyramid(texture.detach().to(torch.float32), mip_levels(height, width))
+        if channels != 3:
+            raise ValueError(f"PackedMipmap draws RGB textures, got {channels} channels")
+        pyramid = [level.permute(1, 2, 0).numpy() for level in
+                   mip_pyramid(texture.detach().to(torch.float32), mip_levels(height, width))]
         column = width + 2
-        rows = np.cumsum([0] + [level.shape[1] + 2 for level in pyramid[1:]])
+        rows = np.cumsum([0] + [level.shape[0] + 2 for level in pyramid[1:]])
         packed_height = max(height + 2, int(rows[-1]))
-        packed_width = column + (pyramid[1].shape[2] + 2 if len(pyramid) > 1 else 0)
-        self.image = torch.zeros((1, channels, packed_height, packed_width), dtype=torch.float32)
-        mapping = []
+        packed_width = column + (pyramid[1].shape[1] + 2 if len(pyramid) > 1 else 0)
+        self.texels = np.zeros((packed_height, packed_width, channels), dtype=np.float32)
+        blocks = []
         for level, (x, y) in zip(pyramid, [(0, 0)] + [(column, int(row)) for row in rows[:-1]]):
-            level_height, level_width = level.shape[1:]
-            block = self.image[0, :, y:y + level_height + 2, x:x + level_width + 2]
-            block[:, 1:-1, 1:-1] = level
+            level_height, level_width = level.shape[:2]
+            block = self.texels[y:y + level_height + 2, x:x + level_width + 2]
+            block[1:-1, 1:-1] = level
             # Repeat the edge texels into the border (columns first, then whole rows with corners).
-            block[:, 1:-1, 0], block[:, 1:-1, -1] = level[:, :, 0], level[:, :, -1]
-            block[:, 0], block[:, -1] = block[:, 1], block[:, -2]
-            # UV (0..1, v up) -> grid_sample coordinates of the packed image (align_corners=False):
-            # texel column i of the level is packed column x + 1 + i; v = 1 is the level's top row.
-            mapping.append((2.0 * level_width / packed_width, -2.0 * level_height / packed_height,
-                            2.0 * (x + 1) / packed_width - 1.0, 2.0 * (y + 1 + level_height) / packed_height - 1.0))
-        self.mapping = torch.tensor(mapping, dtype=torch.float32)   # per level: scale x, y; offset x, y
+            block[1:-1, 0], block[1:-1, -1] = level[:, 0], level[:, -1]
+            block[0], block[-1] = block[1], block[-2]
+            blocks.append((x + 1, y + 1, level_width, level_height))
+        self.blocks = np.array(blocks, dtype=np.int64)   # per level: first texel column, row; width, height
         self.side = max(height, width)
+
+    @property
+    def levels(self) -> int:
+        return len(self.blocks)
+
+    def draw(self, view: ViewSamples, *, shading: bool = False, background: Colour = (1.0, 1.0, 1.0),
+             mip: bool = True) -> np.ndarray:
+        """(H,W,C) float32 image of one view: what `shade` gives for the texture, without autograd."""
+        height, width = view.mask.shape
+        colours = self._lookup(view.uv.reshape(-1, 2), view.footprint if mip else None,
+                               view.cos_angle.reshape(-1) if shading else None, view.mask.reshape(-1), background)
+        return colours.reshape(height, width, -1)
 
     def sample(self, uv: torch.Tensor, footprint: torch.Tensor | None = None) -> torch.Tensor:
         """(N,C,H,W) colours at `uv` (N,H,W,2); trilinear by `footprint` (N,H,W), else bilinear."""
-        # Within [0,1] the one-texel borders give exactly grid_sample's border padding.
-        uv = uv.clamp(0.0, 1.0)
-        if footprint is None:
-            return self._bilinear(uv, torch.zeros(uv.shape[:-1], dtype=torch.long))
-        top = len(self.mapping) - 1
-        level = mip_level(footprint, self.side, len(self.mapping))
-        lower = level.floor()
-        lower_index = lower.long()
-        near = self._bilinear(uv, lower_index)
-        far = self._bilinear(uv, lower_index.add_(1).clamp_(max=top))
-        return near.lerp_(far, level.sub_(lower).unsqueeze(1))
-
-    def _bilinear(self, uv: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        mapping = F.embedding(level, self.mapping)
-        grid = torch.addcmul(mapping[..., 2:], uv, mapping[..., :2])
         views, rows, cols = uv.shape[:-1]
-        colours = F.grid_sample(self.image, grid.view(1, views * rows, cols, 2), mode="bilinear",
-                                padding_mode="border", align_corners=False)
-        return colours.view(-1, views, rows, cols).transpose(0, 1)
+        colours = self._lookup(uv.reshape(-1, 2), footprint, None, None, None)
+        return torch.from_numpy(colours).view(views, rows, cols, -1).permute(0, 3, 1, 2)
+
+    def _lookup(self, uv: torch.Tensor, footprint: torch.Tensor | None, cos_angle: torch.Tensor | None,
+                mask: torch.Tensor | None, background: Colour | None) -> np.ndarray:
+        """(P,C) colours of P pixels, lit by `cos_angle` when given; `mask` False pixels get `background`."""
+        pixels = uv.shape[0]
+        if footprint is None:
+            level = np.zeros(pixels, dtype=np.float32)
+        else:
+            level = mip_level(_numpy(footprint.reshape(-1), np.float32), self.side, self.levels)
+        out = np.empty((pixels, 3), dtype=np.float32)
+        _draw_pixels(self.texels, self.blocks, _numpy(uv, np.float32), level,
+                     np.ones(pixels, np.bool_) if mask is None else _numpy(mask, np.bool_),
+                     np.empty(0, np.float32) if cos_angle is None else _numpy(cos_angle, np.float32),
+                     np.zeros(3, np.float32) if background is None else np.asarray(background, np.float32),
+                     out)
+        return out
 
 
-@contextlib.contextmanager
-def elementwise_threads(threads: int = ELEMENTWISE_THREADS) -> Iterator[None]:
-    """Run torch with `threads` intra-op threads inside the block, restoring the count after.
+def _numpy(values: torch.Tensor, dtype) -> np.ndarray:
+    return np.ascontiguousarray(values.detach().numpy(), dtype=dtype)
 
-    Rendering is dozens of memory-bound element-wise ops on a few hundred thousand pixels: a second
-    OpenMP thread barely helps them on an idle machine, and on a shared, busy one every op's
-    hand-off between threads waits for a descheduled thread (measured on demo-room with the 2 cores
-    under load ~10: 8 views at 640x480 took 14.5 s with 2 torch threads and 2.9 s with 1).
+
+@parallel_kernel(fastmath=True)   # finite inputs only (UVs and levels are clamped) - 25% faster
+def _draw_pixels(texels, blocks, uv, level, mask, cos_angle, background, out):  # pragma: no cover - compiled
+    """Trilinear lookup per pixel: bilinear in the two mip levels around `level`, blended by its
+    fraction; then the headlight (when `cos_angle` is given) and the background off the mesh.
+
+    Texel positions in float64 (a 4096-texel atlas needs the bits), weights and colours in float32
+    like the texture; scalar indexing only (a row view counts references from every thread).
     """
-    previous = torch.get_num_threads()
-    if previous == threads:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    top = blocks.shape[0] - 1
+    shading = cos_angle.shape[0] > 0
+    for pixel in prange(uv.shape[0]):
+        if not mask[pixel]:
+            out[pixel, 0], out[pixel, 1], out[pixel, 2] = background[0], background[1], background[2]
+            continue
+        u = min(max(uv[pixel, 0], np.float32(0.0)), np.float32(1.0))
+        v = np.float32(1.0) - min(max(uv[pixel, 1], np.float32(0.0)), np.float32(1.0))   # v = 1: top row
+        lower = min(np.int64(level[pixel]), top)
+        blend = level[pixel] - np.float32(lower)
+        light = np.float32(1.0)
+        if shading:
+            light = np.float32(AMBIENT) + np.float32(1.0 - AMBIENT) * min(max(cos_angle[pixel], np.float32(0.0)),
+                                                                          np.float32(1.0))
+        red = green = blue = np.float32(0.0)
+        for read in range(2):
+            weight = light * (np.float32(1.0) - blend if read == 0 else blend)
+            if weight == 0.0:
+                continue
+            block = min(lower + read, top)
+            # Texel centres at (i + 0.5) / size; the border makes both neighbours exist.
+            col = blocks[block, 0] + np.float64(u) * blocks[block, 2] - 0.5
+            row = blocks[block, 1] + np.float64(v) * blocks[block, 3] - 0.5
+            col0, row0 = np.int64(col), np.int64(row)   # never negative: truncation is floor
+            right, down = np.float32(col - col0), np.float32(row - row0)
+            w11 = weight * right * down
+            w01 = weight * right - w11
+            w10 = weight * down - w11
+            w00 = weight - w01 - w10 - w11
+            red += (w00 * texels[row0, col0, 0] + w01 * texels[row0, col0 + 1, 0]
+                    + w10 * texels[row0 + 1, col0, 0] + w11 * texels[row0 + 1, col0 + 1, 0])
+            green += (w00 * texels[row0, col0, 1] + w01 * texels[row0, col0 + 1, 1]
+                      + w10 * texels[row0 + 1, col0, 1] + w11 * texels[row0 + 1, col0 + 1, 1])
+            blue += (w00 * texels[row0, col0, 2] + w01 * texels[row0, col0 + 1, 2]
+                     + w10 * texels[row0 + 1, col0, 2] + w11 * texels[row0 + 1, col0 + 1, 2])
+        out[pixel, 0], out[pixel, 1], out[pixel, 2] = red, green, blue
 
 
 def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor | None = None) -> float:
@@ -463,20 +475,11 @@ def _pad_even(pixels: np.ndarray) -> np.ndarray:
     return np.pad(pixels, ((0, pad_rows), (0, pad_cols), (0, 0)), mode="edge")
 
 
-def view_batches(cameras: Sequence[Camera], supersample: int) -> Iterator[list[Camera]]:
-    """Consecutive cameras grouped up to BATCH_PIXELS rendered pixels: one ray cast and one texture
-    lookup per group."""
-    batch: list[Camera] = []
-    pixels = 0
-    for camera in cameras:
-        view_pixels = camera.width * camera.height * supersample**2
-        if batch and pixels + view_pixels > BATCH_PIXELS:
-            yield batch
-            batch, pixels = [], 0
-        batch.append(camera)
-        pixels += view_pixels
-    if batch:
-        yield batch
+def _block_mean(image: np.ndarray, size: int) -> np.ndarray:
+    """Average of each size x size block of an (H,W,C) image (a ragged last row / column dropped)."""
+    rows, cols = image.shape[0] // size, image.shape[1] // size
+    blocks = image[:rows * size, :cols * size].reshape(rows, size, cols, size, -1)
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
 
 
 def _as_chw(texture: np.ndarray | torch.Tensor) -> torch.Tensor:

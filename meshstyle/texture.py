@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -84,9 +85,19 @@ def sample(texture: torch.Tensor, uv: torch.Tensor, footprint: torch.Tensor | No
     return images.movedim(0, 1).contiguous() if batched else images
 
 
-def mip_level(footprint: torch.Tensor, side: int, levels: int) -> torch.Tensor:
+def mip_level(footprint: torch.Tensor | np.ndarray, side: int, levels: int) -> torch.Tensor | np.ndarray:
     """Fractional mip level of each pixel: log2 of the texels one pixel covers on a texture whose
-    longer side is `side`, clamped to the `levels` levels of its pyramid (0 = full resolution)."""
+    longer side is `side`, clamped to the `levels` levels of its pyramid (0 = full resolution).
+
+    A numpy footprint gets a numpy level by the same steps: the renderer's compiled loops run right
+    after, and torch's OpenMP threads, still spinning after an op, halved their speed (measured).
+    """
+    if isinstance(footprint, np.ndarray):
+        level = np.multiply(footprint, np.float32(side), dtype=np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.log2(level, out=level)
+        np.fmax(level, 0.0, out=level)             # NaN and -inf (no footprint) -> 0, as below
+        return np.minimum(level, levels - 1, out=level)
     level = torch.log2(footprint * side).nan_to_num(0.0, posinf=1e9, neginf=0.0)
     return level.clamp(0.0, levels - 1)
 

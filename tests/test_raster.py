@@ -8,7 +8,7 @@ import trimesh
 
 from meshstyle.cameras import Camera, intrinsics_from_fov, look_at
 from meshstyle.fragments import FIELDS
-from meshstyle.raster import Rasterizer, view_pyramids
+from meshstyle.raster import Rasterizer, shade_samples, view_pyramids
 
 UP_Y = np.array([0.0, 1.0, 0.0])
 
@@ -73,6 +73,20 @@ def test_pixels_that_miss_are_empty():
     for name in ("uv", "bary", "depth", "normal", "cos_angle", "footprint"):
         assert (getattr(fragments, name)[miss] == 0).all(), name
     assert (fragments.depth[~miss] > 1.49).all()
+
+
+def test_view_samples_from_face_ids_are_the_fragments_a_renderer_reads():
+    vertices, faces, uv = unit_quad(uv_scale=0.7)
+    rasterizer = Rasterizer(vertices, faces, uv)
+    camera = camera_tilted(50.0, distance=2.5)          # the quad and some background
+    [hits] = rasterizer.cast_cameras([camera])
+    fragments, samples = rasterizer(camera), shade_samples(rasterizer, camera, hits.face_id)
+    assert 0.2 < float(samples.mask.float().mean()) < 0.9
+    assert torch.equal(samples.mask, fragments.mask)
+    # The hit is recomputed in float64 from the face alone; Embree's float32 barycentrics differ slightly.
+    for name in ("uv", "footprint", "cos_angle"):
+        torch.testing.assert_close(getattr(samples, name), getattr(fragments, name), rtol=1e-4, atol=1e-6)
+        assert (getattr(samples, name)[~samples.mask] == 0).all(), name
 
 
 def test_footprint_is_proportional_to_depth_on_a_fronto_parallel_plane():

@@ -185,6 +185,19 @@ def test_render_fragments_shades_like_the_view_renderer(cache_dir):
     np.testing.assert_allclose(image.detach().permute(1, 2, 0).numpy(), rendered, atol=1e-4)
 
 
+def test_renders_from_two_threads_at_once_match_renders_in_turn():
+    from concurrent.futures import ThreadPoolExecutor
+
+    mesh = bumpy_sheet(np.random.default_rng(3))
+    views = [camera(eye=(0.2 * k - 0.5, -1.6, 1.8), target=(0, 0, 0)) for k in range(6)]
+    in_turn = list(render_views(mesh, views, shading=True, cache=False))
+    with ThreadPoolExecutor(2) as pool:
+        results = [pool.submit(lambda: list(render_views(mesh, views, shading=True, cache=False))) for _ in range(2)]
+        for result in results:
+            for alone, threaded in zip(in_turn, result.result()):
+                np.testing.assert_array_equal(alone, threaded)
+
+
 def test_cameras_of_different_sizes_render_at_their_own_sizes(cache_dir):
     mesh = facing_quad(four_colour_texture())
     views = [origin_camera(64, 48), origin_camera(33, 21), origin_camera(64, 48).scaled(24)]
@@ -226,6 +239,25 @@ def test_second_render_of_a_trajectory_reuses_cached_ray_hits(cache_dir):
     other = ViewRenderer(shifted, cache_dir=cache_dir)
     list(other.render(views))
     assert (other.cache_hits, other.cache_misses) == (0, 3)
+
+
+def test_damaged_render_cache_entries_are_recomputed(cache_dir):
+    mesh = facing_quad(four_colour_texture())
+    views = [camera(eye=(x, 0.2, -1.0), target=(0, 0, 2), up=(0, -1, 0)) for x in (-0.5, 0.0, 0.5, 0.3)]
+    first = list(ViewRenderer(mesh, cache_dir=cache_dir).render(views))
+    entries = sorted((cache_dir / "render").glob("*.npy"))
+    assert len(entries) == 4
+    entries[0].write_bytes(b"not a numpy file")
+    np.save(entries[1], np.zeros(7, dtype=np.int32))                                # wrong size
+    np.save(entries[2], np.full(48 * 64, len(mesh.faces), dtype=np.int32))         # no such face
+    np.save(entries[3], np.zeros(48 * 64, dtype=np.float32))                        # wrong type
+    again = ViewRenderer(mesh, cache_dir=cache_dir)
+    for a, b in zip(first, again.render(views)):
+        np.testing.assert_array_equal(a, b)
+    assert (again.cache_hits, again.cache_misses) == (0, 4)
+    third = ViewRenderer(mesh, cache_dir=cache_dir)
+    list(third.render(views))
+    assert (third.cache_hits, third.cache_misses) == (4, 0)
 
 
 def marked_frames(count: int, height: int, width: int) -> list[np.ndarray]:

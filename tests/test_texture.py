@@ -7,7 +7,7 @@ import torch
 
 from meshstyle.cameras import Camera, intrinsics_from_fov, look_at
 from meshstyle.raster import Rasterizer
-from meshstyle.texture import LaplacianTexture, mip_pyramid, sample, uv_to_grid
+from meshstyle.texture import LaplacianTexture, mip_level, mip_pyramid, sample, uv_to_grid
 
 RED, GREEN, BLUE, YELLOW = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0)
 
@@ -130,6 +130,16 @@ def test_mip_level_grows_with_depth_on_a_receding_plane():
     assert fragments.depth[coarse].mean() > 1.5 * fragments.depth[fine].mean()
     # Without the footprint the far pixels alias: the checker survives there.
     assert sample(checker, fragments.uv, mask=fragments.mask)[0][coarse].std() > 0.1
+
+
+def test_mip_level_of_numpy_and_torch_footprints_agree():
+    footprint = np.array([0.0, 1e-6, 1 / 512, 1 / 256, 0.01, 0.3, 1.0, 50.0, np.inf, np.nan, -1.0], np.float32)
+    expected = np.array([0, 0, 0, 0, np.log2(2.56), np.log2(76.8), 8, 8, 8, 0, 0], np.float32)
+    from_torch = mip_level(torch.from_numpy(footprint), 256, 9).numpy()
+    from_numpy = mip_level(footprint.copy(), 256, 9)
+    assert isinstance(from_numpy, np.ndarray)
+    np.testing.assert_allclose(from_torch, expected, atol=1e-6)
+    np.testing.assert_array_equal(from_numpy, from_torch)
 
 
 def test_batched_views_match_single_views():
