@@ -135,6 +135,8 @@ class ViewRenderer:
         """Delete the least recently used cached views beyond the size budget (long videos add up)."""
         if self._cache_dir is None:
             return
+        for stale in self._cache_dir.glob("*.npz"):   # per-pixel samples of the older cache format
+            stale.unlink(missing_ok=True)
         entries = []
         for path in self._cache_dir.glob("*.npy"):
             try:

@@ -247,6 +247,7 @@ def test_damaged_render_cache_entries_are_recomputed(cache_dir):
     first = list(ViewRenderer(mesh, cache_dir=cache_dir).render(views))
     entries = sorted((cache_dir / "render").glob("*.npy"))
     assert len(entries) == 4
+    (cache_dir / "render" / "older-format.npz").write_bytes(b"samples of the previous cache format")
     entries[0].write_bytes(b"not a numpy file")
     np.save(entries[1], np.zeros(7, dtype=np.int32))                                # wrong size
     np.save(entries[2], np.full(48 * 64, len(mesh.faces), dtype=np.int32))         # no such face
@@ -255,6 +256,7 @@ def test_damaged_render_cache_entries_are_recomputed(cache_dir):
     for a, b in zip(first, again.render(views)):
         np.testing.assert_array_equal(a, b)
     assert (again.cache_hits, again.cache_misses) == (0, 4)
+    assert not (cache_dir / "render" / "older-format.npz").exists()
     third = ViewRenderer(mesh, cache_dir=cache_dir)
     list(third.render(views))
     assert (third.cache_hits, third.cache_misses) == (4, 0)
