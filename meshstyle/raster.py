@@ -244,7 +244,6 @@ class _Fields:
     def __init__(self, camera: Camera, channels: dict[str, int]):
         self.shape = (camera.height, camera.width)
         self.pixels = camera.height * camera.width
-        self.channels = channels
         buffer = np.empty(self.pixels * sum(channels.values()), dtype=np.float32)
         self.arrays, start = {}, 0
         for name, count in channels.items():
