@@ -184,7 +184,7 @@ def write_camera_rays(camera: Camera, rays: np.ndarray) -> None:
 
 def shade(rasterizer: Rasterizer, camera: Camera, hits: RayHits) -> Fragments:
     """Fragments of one view from its ray hits (row-major pixels, H*W of them)."""
-    fields = _Fields(camera, FRAGMENT_FIELDS)
+    fields = _Fields(camera, FRAGMENT_CHANNELS)
     face_id = np.empty(fields.pixels, dtype=np.int64)
     _shade_pixels(hits.face_id, hits.bary_uv, hits.distance, False, *_kernel_view(rasterizer, camera),
                   fields.mask, fields["uv"], fields["footprint"], fields["cos_angle"],
@@ -206,7 +206,7 @@ def shade_samples(rasterizer: Rasterizer, camera: Camera, face_id: np.ndarray) -
     through this same function and are bit-identical. The fields the optimiser alone reads are
     skipped. Embree's own barycentrics (float32) differ from these by up to ~3e-4.
     """
-    fields = _Fields(camera, SAMPLE_FIELDS)
+    fields = _Fields(camera, SAMPLE_CHANNELS)
     unused = np.empty((0, 3), dtype=np.float32)
     face_id = np.ascontiguousarray(face_id, dtype=np.int32)
     _shade_pixels(face_id, unused[:, :2], unused[:, 0], True, *_kernel_view(rasterizer, camera),
@@ -228,8 +228,8 @@ def _inverse_intrinsics(camera: Camera) -> np.ndarray:
 
 
 # Float channels of the fragments / of the view samples, in the order they sit in one shared buffer.
-FRAGMENT_FIELDS = {"uv": 2, "bary": 3, "normal": 3, "depth": 1, "cos_angle": 1, "footprint": 1}
-SAMPLE_FIELDS = {"uv": 2, "footprint": 1, "cos_angle": 1}
+FRAGMENT_CHANNELS = {"uv": 2, "bary": 3, "normal": 3, "depth": 1, "cos_angle": 1, "footprint": 1}
+SAMPLE_CHANNELS = {"uv": 2, "footprint": 1, "cos_angle": 1}
 
 
 class _Fields:
