@@ -69,18 +69,42 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(f"stylized-{Path(str(args.scene)).stem or 'scene'}")
     _check_out_dir(out, resume=args.resume, overwrite=args.overwrite)
     style = _style_spec(args.style)
+    if args.snapshot_every is not None and args.snapshot_every < 1:
+        raise InputError("--snapshot-every", f"expected a number of steps >= 1, got {args.snapshot_every}")
     scene = load_scene(args.scene, config.scene)
     return _run_stylize(scene, style, config, out, resume=args.resume,
-                        overwrite=args.overwrite or args.resume, evaluate=args.eval)
+                        overwrite=args.overwrite or args.resume, evaluate=args.eval,
+                        snapshot_every=args.snapshot_every,
+                        view=(args.view_host, args.view_port) if args.view else None)
 
 
-def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bool, evaluate: bool) -> int:
+def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bool, evaluate: bool,
+                 snapshot_every: int | None = None, view: tuple[str, int] | None = None) -> int:
+    from .monitor import LiveView, SnapshotWriter
     from .pipeline import stylize
     from .progress import log
 
-    result = stylize(scene, style, config, out_dir=out, resume=resume)
-    result.save(out, overwrite=overwrite)
-    log(f"wrote {out}/ (stylized.glb, stylized.obj, texture.png, views/, contact_sheet.png, run.json)")
+    observers = []
+    if snapshot_every:
+        observers.append(SnapshotWriter(out, snapshot_every))
+    viewer = None
+    if view is not None:
+        from .viewer import Viewer
+
+        viewer = Viewer(host=view[0], port=view[1], screenshot_dir=out / "screenshots")
+        announce_viewer(viewer)
+        observers.append(LiveView(viewer))
+    try:
+        result = stylize(scene, style, config, out_dir=out, resume=resume, observers=observers)
+        result.save(out, overwrite=overwrite)
+        log(f"wrote {out}/ (stylized.glb, stylized.obj, texture.png, views/, contact_sheet.png, run.json)")
+        if viewer is not None and sys.stdin is not None and sys.stdin.isatty():
+            # At a terminal the user is watching: keep the finished room on screen until Ctrl-C.
+            print(f"meshstyle: run finished; viewer still at {viewer.url} (Ctrl-C to stop)", flush=True)
+            viewer.wait()
+    finally:
+        if viewer is not None:
+            viewer.close()
     if evaluate:
         from .result import evaluate_run
 
@@ -149,6 +173,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(format_table(report))
     return EXIT_OK
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from .result import load_result
+    from .viewer import Viewer, content_of
+
+    loaded = load_result(args.result)
+    path = Path(args.result)
+    screenshots = path / "screenshots" if path.is_dir() else path.parent
+    viewer = Viewer(host=args.host, port=args.port, screenshot_dir=screenshots)
+    try:
+        viewer.show(content_of(loaded))
+        announce_viewer(viewer)
+        viewer.wait()
+    finally:
+        viewer.close()
+    return EXIT_OK
+
+
+def announce_viewer(viewer) -> None:
+    """The URL goes to stdout even when quiet: it is the command's answer, and scripts read it."""
+    print(f"meshstyle: viewer at {viewer.url} (Ctrl-C to stop)", flush=True)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -256,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     stylize.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     stylize.add_argument("--eval", action="store_true", help="run `meshstyle eval` on the result")
+    stylize.add_argument("--snapshot-every", type=int, metavar="N",
+                         help="write the texture and a few views to OUT/snapshots/ every N steps (default: off)")
+    stylize.add_argument("--view", action="store_true",
+                         help="serve the live 3-D viewer while the run goes (texture updated every few steps)")
+    stylize.add_argument("--view-host", default="127.0.0.1", metavar="ADDR",
+                         help="address the --view viewer binds (default: 127.0.0.1)")
+    stylize.add_argument("--view-port", type=int, default=8080, metavar="N",
+                         help="port of the --view viewer; the next free one if taken, 0 = any (default: 8080)")
 
     render = add("render", cmd_render, "Render views, contact sheets and videos of a run folder or textured GLB/OBJ.")
     render.add_argument("result", metavar="RESULT", help="run folder or textured .glb/.obj")
@@ -280,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("result", metavar="RESULT", help="run folder or textured .glb/.obj")
     evaluate.add_argument("--metric", action="append", metavar="NAME", help="metric to compute (repeatable; default all)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+
+    view = add("view", cmd_view, "Open a run folder or textured GLB/OBJ in a local web viewer (viser).")
+    view.add_argument("result", metavar="RESULT", help="run folder or textured .glb/.obj")
+    view.add_argument("--host", default="127.0.0.1",
+                      help="address to bind; 0.0.0.0 serves other machines too (default: 127.0.0.1)")
+    view.add_argument("--port", type=int, default=8080,
+                      help="port to serve on; the next free one if taken, 0 = any (default: 8080)")
 
     add("scenes", cmd_scenes, "List the built-in scenes.")
     return parser

@@ -10,7 +10,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from .config import StylizeConfig
 from .errors import InputError
 from .fragments import ViewPyramid
 from .losses import match_colors, style_targets
+from .monitor import RunObserver, RunStart, step_hook
 from .optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
                        render_patch, steps_per_second)
 from .patches import LevelPatch, reference_depth, split_by_depth
@@ -71,8 +72,11 @@ class Prepared:
 
 
 def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig | None = None,
-            out_dir: Path | None = None, resume: bool = False) -> StylizeResult:
-    """Repaint `scene`'s texture in the style of `style` (image file, built-in name or (H,W,3) array)."""
+            out_dir: Path | None = None, resume: bool = False,
+            observers: Sequence[RunObserver] = ()) -> StylizeResult:
+    """Repaint `scene`'s texture in the style of `style` (image file, built-in name or (H,W,3) array).
+
+    `observers` watch the run (snapshots, the live viewer; monitor.py) without changing it."""
     config = config if config is not None else StylizeConfig()
     checkpoint_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     if resume and checkpoint_path is None:
@@ -81,10 +85,13 @@ def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig 
     prepared = prepare(scene, style, config)
     timings = prepared.timings
     device = torch.device(config.device)
+    for observer in observers:
+        observer.started(run_start(scene, prepared, config, out_dir, resume_state))
     with stage("optimise", timings):
         texture = LaplacianTexture(prepared.initial_tensor.to(device), config.texture.pyramid_levels)
         outcome = optimize(texture, prepared.views, prepared.objective, config.optim, config.seed,
-                           checkpoint_path=checkpoint_path, resume=resume_state)
+                           checkpoint_path=checkpoint_path, resume=resume_state,
+                           on_step=step_hook(observers, lambda: texture_pixels(texture)))
     info = dict(prepared.info)
     info["steps"] = len(outcome.history)
     info["steps_per_s"] = steps_per_second(outcome.history[len(outcome.history) - outcome.steps_run:])
@@ -95,6 +102,8 @@ def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig 
         info["holdout_style_loss"] = {"initial": before.style, "final": after.style}
         info["holdout_content_loss"] = {"initial": before.content, "final": after.content}
     stylized = outcome.texture.permute(1, 2, 0).cpu().numpy().astype(np.float32)
+    for observer in observers:
+        observer.finished(stylized)
     atlas = prepared.atlas
     return StylizeResult(
         mesh=TexturedMesh(scene.vertices, scene.faces, atlas.uv, stylized),
@@ -102,6 +111,22 @@ def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig 
         cameras=prepared.train_cameras, holdout=prepared.holdout, style_image=prepared.style_image,
         config=config, scene=scene, history=outcome.history, timings=timings, info=info,
         checkpoint=outcome.checkpoint)
+
+
+def run_start(scene: Scene, prepared: Prepared, config: StylizeConfig, out_dir: Path | None,
+              resume_state: dict[str, Any] | None) -> RunStart:
+    atlas = prepared.atlas
+    return RunStart(mesh=TexturedMesh(scene.vertices, scene.faces, atlas.uv, prepared.initial),
+                    cameras=prepared.train_cameras, style_image=prepared.style_image, up=scene.up,
+                    kind=scene.kind, name=scene.name, iters=config.optim.iters,
+                    first_step=int(resume_state["step"]) if resume_state else 0,
+                    out_dir=Path(out_dir) if out_dir is not None else None)
+
+
+def texture_pixels(texture: LaplacianTexture) -> np.ndarray:
+    """(H,W,3) float32 copy of the texture being optimised, as it will be saved."""
+    with torch.no_grad():
+        return texture().clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy().astype(np.float32)
 
 
 def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig) -> Prepared:
