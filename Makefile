@@ -11,6 +11,7 @@ demo: install
 	$(BIN)/meshstyle demo --out out/demo --overwrite $(ARGS)
 
 test: install
+	@bash scripts/setup_browser.sh
 	$(BIN)/python -m pytest -q tests
 
 bench: install
