@@ -104,9 +104,9 @@ def glb_texture_mean(glb: bytes) -> np.ndarray:
 
 def test_live_viewer_repaints_the_mesh_and_shows_cameras():
     """update_texture replaces the mesh that every browser gets (a new one too) with the new colours."""
-    from meshstyle.cameras import Camera, intrinsics_from_fov, look_at
-    from meshstyle.scene import TexturedMesh
-    from meshstyle.viewer import Viewer, ViewerContent, rotation_to_wxyz
+    from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
+    from meshstyle.geometry.scene import TexturedMesh
+    from meshstyle.outputs.viewer import Viewer, ViewerContent, rotation_to_wxyz
 
     vertices = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], dtype=np.float64)
     faces = np.array([[0, 1, 2], [0, 2, 3]])
@@ -133,7 +133,7 @@ def test_live_viewer_repaints_the_mesh_and_shows_cameras():
 def test_rotation_to_wxyz_round_trips():
     from scipy.spatial.transform import Rotation
 
-    from meshstyle.viewer import rotation_to_wxyz
+    from meshstyle.outputs.viewer import rotation_to_wxyz
 
     for matrix in Rotation.random(50, random_state=0).as_matrix():
         w, x, y, z = rotation_to_wxyz(matrix)

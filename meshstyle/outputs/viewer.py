@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .cameras import Camera
-from .errors import InputError
-from .scene import TexturedMesh
+from meshstyle.views.cameras import Camera
+from meshstyle.errors import InputError
+from meshstyle.geometry.scene import TexturedMesh
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -45,7 +45,7 @@ class ViewerContent:
 
 def glb_bytes(mesh: TexturedMesh) -> bytes:
     """The mesh as a GLB in our own frame (no up-axis root node: the viewer sets its up instead)."""
-    from .export import _trimesh_of
+    from meshstyle.outputs.export import _trimesh_of
 
     with io.BytesIO() as buffer:
         _trimesh_of(mesh).export(buffer, file_type="glb")
@@ -142,7 +142,7 @@ class Viewer:
         shot = gui.add_button("Save screenshot")
         shot.on_click(lambda event: self._screenshot(event.client))
         if content.style_image is not None:
-            from .io import to_uint8
+            from meshstyle.common.io import to_uint8
 
             gui.add_image(to_uint8(content.style_image), label="Style", format="jpeg")
 
@@ -224,8 +224,8 @@ class Viewer:
 
     def _screenshot(self, client) -> None:
         """Ask the browser that pressed the button for a render of its current view and save it."""
-        from .io import write_image
-        from .progress import log
+        from meshstyle.common.io import write_image
+        from meshstyle.common.progress import log
 
         if client is None:
             return

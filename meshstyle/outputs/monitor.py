@@ -15,8 +15,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .cameras import Camera
-from .scene import TexturedMesh
+from meshstyle.views.cameras import Camera
+from meshstyle.geometry.scene import TexturedMesh
 
 SNAPSHOT_DIR = "snapshots"
 SNAPSHOT_VIEWS = 3           # a few views are enough to judge a run early
@@ -63,7 +63,7 @@ class SnapshotWriter(RunObserver):
         self.cameras: list[Camera] = []
 
     def started(self, run: RunStart) -> None:
-        from .result import _spread
+        from meshstyle.outputs.run_folder import _spread
 
         self.run = run
         if run.first_step == 0 and self.folder.exists():
@@ -80,8 +80,8 @@ class SnapshotWriter(RunObserver):
         return self.folder / f"{step:0{digits}d}"
 
     def write(self, step: int, texture: np.ndarray) -> Path:
-        from .io import write_image
-        from .render import render_views
+        from meshstyle.common.io import write_image
+        from meshstyle.outputs.render import render_views
 
         assert self.run is not None, "started() first"
         folder = self.folder_for(step)
@@ -104,7 +104,7 @@ class LiveView(RunObserver):
         self.updates = 0
 
     def started(self, run: RunStart) -> None:
-        from .viewer import ViewerContent
+        from meshstyle.outputs.viewer import ViewerContent
 
         self.iters = run.iters
         self.viewer.show(ViewerContent(mesh=run.mesh, original=run.mesh, cameras=tuple(run.cameras),
