@@ -22,7 +22,33 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line with exit 2, like our input errors."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise InputError(None, f"{self.prog}: {message} (see --help)")
+        raise InputError(None, f"{self.prog}: {message}{self._suggestion(message)} (see --help)")
+
+    def _suggestion(self, message: str) -> str:
+        """'; did you mean --style-strength?' for a misspelt flag."""
+        import difflib
+
+        if "unrecognized arguments" not in message:
+            return ""
+        unknown = [word for word in message.replace(",", " ").split() if word.startswith("--")]
+        known = _option_strings(self)
+        for word in unknown:
+            near = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
+            if near:
+                return f"; did you mean {near[0]}?"
+        return ""
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option of a parser and its subcommands (argparse reports a subcommand's unknown
+    options from the top-level parser)."""
+    options = []
+    for action in parser._actions:
+        options += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                options += _option_strings(sub)
+    return options
 
 
 # --------------------------------------------------------------------------- commands
@@ -52,18 +78,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     from meshstyle.config import build_config
+    from meshstyle.options import flag_values
     from meshstyle.inputs.meshes import load_scene
 
     _check_scene_arg(args.scene)
-    flags = {"iters": args.iters, "views": args.views, "texture_size": args.texture_size,
-             "image_height": args.image_height, "seed": args.seed, "device": args.device}
+    flags = flag_values(args)
     overrides = list(args.set or [])
-    if args.mesh:
-        overrides.append(f"scene.mesh={args.mesh}")
-    if args.frames:
-        overrides.append(f"scene.frames={args.frames}")
-    if args.intrinsics:
-        overrides.append(f"scene.intrinsics={args.intrinsics}")
     config = build_config(args.config, overrides, flags)
     _check_device(config.device)
     out = Path(args.out) if args.out else Path(f"stylized-{Path(str(args.scene)).stem or 'scene'}")
@@ -175,6 +195,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from meshstyle.options import config_table
+
+    print(config_table())
+    return EXIT_OK
+
+
 def cmd_view(args: argparse.Namespace) -> int:
     from meshstyle.outputs.run_folder import load_result
     from meshstyle.outputs.viewer import Viewer, content_of
@@ -268,6 +295,8 @@ def _default_sibling(result: str, name: str) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from meshstyle.options import add_config_flags
+
     parser = _Parser(prog="meshstyle", description="Repaint the texture of a 3D mesh in the style of a painting.")
     parser.add_argument("--version", action="version", version=f"meshstyle {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -290,18 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--out", metavar="DIR", help="run folder (default: ./stylized-<scene>)")
     stylize.add_argument("--config", metavar="FILE.toml", help="TOML file with any config keys")
     stylize.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
-    stylize.add_argument("--iters", type=int, help="optimisation steps (optim.iters)")
-    stylize.add_argument("--views", type=int, help="optimisation views (cameras.views)")
-    stylize.add_argument("--texture-size", type=int, metavar="PX", help="atlas side in texels (texture.size)")
-    stylize.add_argument("--image-height", type=int, metavar="PX", help="render height of the coarsest level (raster.image_height)")
-    stylize.add_argument("--seed", type=int)
-    stylize.add_argument("--device", help="cpu or cuda")
-    stylize.add_argument("--mesh", help="which mesh inside a scan folder with several")
-    stylize.add_argument("--frames", help="frame subset of a scan: start:stop:step or i,j,k")
-    stylize.add_argument("--intrinsics", metavar="FILE", help="intrinsics of a scan without its own (3x3/4x4 or info.txt)")
     stylize.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     stylize.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    stylize.add_argument("--eval", action="store_true", help="run `meshstyle eval` on the result")
+    stylize.add_argument("--eval", action="store_true", help="run `meshstyle eval` on the result (default: off)")
     stylize.add_argument("--snapshot-every", type=int, metavar="N",
                          help="write the texture and a few views to OUT/snapshots/ every N steps (default: off)")
     stylize.add_argument("--view", action="store_true",
@@ -310,13 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="address the --view viewer binds (default: 127.0.0.1)")
     stylize.add_argument("--view-port", type=int, default=8080, metavar="N",
                          help="port of the --view viewer; the next free one if taken, 0 = any (default: 8080)")
+    add_config_flags(stylize)
 
     render = add("render", cmd_render, "Render views, contact sheets and videos of a run folder or textured GLB/OBJ.")
     render.add_argument("result", metavar="RESULT", help="run folder or textured .glb/.obj")
     render.add_argument("--cameras", default="trajectory", help="trajectory | orbit | walkthrough | camera FILE (.json, transforms.json)")
-    render.add_argument("--frames", type=int, default=60, help="number of frames (default 60)")
-    render.add_argument("--size", default="640x480", metavar="WxH", help="image size (default 640x480)")
-    render.add_argument("--fov", type=float, default=None, help="vertical field of view in degrees")
+    render.add_argument("--frames", type=int, default=60, help="number of frames")
+    render.add_argument("--size", default="640x480", metavar="WxH", help="image size")
+    render.add_argument("--fov", type=float, default=None, help="vertical field of view in degrees (default: the cameras' own)")
     render.add_argument("--out", metavar="DIR", help="folder for NNNN.png (default: RESULT/render)")
     render.add_argument("--video", metavar="FILE.mp4", help="also write an MP4")
     render.add_argument("--fps", type=int, default=30)
@@ -332,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = add("eval", cmd_eval, "Measure a stylization: circles, style, content, seams, coverage.")
     evaluate.add_argument("result", metavar="RESULT", help="run folder or textured .glb/.obj")
-    evaluate.add_argument("--metric", action="append", metavar="NAME", help="metric to compute (repeatable; default all)")
+    evaluate.add_argument("--metric", action="append", metavar="NAME", help="metric to compute (repeatable) (default: all)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
 
     view = add("view", cmd_view, "Open a run folder or textured GLB/OBJ in a local web viewer (viser).")
@@ -342,8 +363,30 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--port", type=int, default=8080,
                       help="port to serve on; the next free one if taken, 0 = any (default: 8080)")
 
+    add("config", cmd_config, "List every config key with its type, default and meaning.")
     add("scenes", cmd_scenes, "List the built-in scenes.")
+    for sub in commands.choices.values():
+        _show_defaults(sub)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's help ends with its default (or says it is required), unless it says it already."""
+    for action in parser._actions:
+        if not action.option_strings or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            continue
+        text = action.help or ""
+        if "default" in text or "required" in text:
+            continue
+        if action.required:
+            suffix = "(required)"
+        elif isinstance(action, argparse._StoreTrueAction):
+            suffix = "(default: off)"
+        elif action.default is None or isinstance(action, argparse._AppendAction):
+            suffix = "(default: none)"
+        else:
+            suffix = f"(default: {action.default})"
+        action.help = f"{text} {suffix}".strip()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

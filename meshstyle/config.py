@@ -35,7 +35,7 @@ class CameraConfig:
 class RasterConfig:
     image_height: int = 192            # height of the coarsest pyramid level
     levels: int = 3                    # pyramid levels; level k has height image_height * level_scale**k
-    level_scale: float = 1.5
+    level_scale: float = 1.5           # height ratio of neighbouring pyramid levels
     cache_dir: str | None = None       # default: ~/.cache/meshstyle/fragments
 
 
@@ -49,21 +49,21 @@ class TextureConfig:
 
 @dataclass
 class LossConfig:
-    style_weight: float = 1.0
-    content_weight: float = 0.05
-    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-    style_layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
-    content_layer: str = "relu4_2"
-    statistic: str = "gram"            # gram | adain
+    style_weight: float = 1.0          # weight of the style loss
+    content_weight: float = 0.05       # weight of the content loss (keeps the scene recognisable)
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")   # VGG-19 layers whose statistics are matched
+    style_layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)   # one weight per style layer
+    content_layer: str = "relu4_2"     # VGG-19 layer compared for the content loss
+    statistic: str = "gram"            # style statistic matched: gram | adain
     style_only: bool = False           # texture synthesis: no content loss
-    content_target: str = "auto"       # auto | photo | mesh
-    tv_weight: float = 0.0
-    preserve_color: bool = False
+    content_target: str = "auto"       # what views should still resemble: auto | photo | mesh
+    tv_weight: float = 0.0             # total-variation penalty on the texture (smooths speckle)
+    preserve_color: bool = False       # recolour the style image to the scene's colours first
     style_strength: float = 1.0        # blends style weight against content weight
     style_scales: tuple[float, ...] = (1.0, 0.75, 0.5)   # style image pyramid
     style_size: int = 384              # long side of the style image at scale 1
-    depth_aware: bool = True
-    angle_aware: bool = True
+    depth_aware: bool = True           # strokes keep one world size at every depth (pyramid levels)
+    angle_aware: bool = True           # weight pixels by cos(view angle), none beyond the threshold
     angle_threshold_deg: float = 75.0  # beyond this view angle, pixels get no gradient
     reference_depth: float = 0.0       # metres at which the coarsest level has the stroke size; 0 = auto
     reference_depth_quantile: float = 0.5   # auto reference depth: this quantile of all views' depths
@@ -71,16 +71,17 @@ class LossConfig:
     min_level_share: float = 0.03      # skip a view's level holding less of its style weight than this
     patch_margin: int = 16             # context pixels around each level's crop
     min_patch_size: int = 48           # smallest crop side fed to VGG
+    style_extent: float = 0.0          # metres of surface the style image's width covers (stroke size); 0 = from style_size
 
 
 @dataclass
 class OptimConfig:
-    iters: int = 200
-    lr: float = 0.02
+    iters: int = 200                   # optimisation steps
+    lr: float = 0.02                   # Adam learning rate at the start
     lr_decay: float = 0.1              # final lr = lr * lr_decay (exponential)
-    views_per_step: int = 1
+    views_per_step: int = 1            # views whose losses are summed in one step
     coarse_lr_scale: float = 1.0       # learning-rate factor per coarser Laplacian layer (1 = plain Adam)
-    checkpoint_every_s: float = 120.0
+    checkpoint_every_s: float = 120.0  # seconds between checkpoints
     precision: str = "auto"            # VGG convolutions: auto (bfloat16 where the CPU has native BF16) | float32 | bfloat16
     channels_last: bool = False        # VGG activations in NHWC memory layout
 
@@ -93,8 +94,8 @@ class StylizeConfig:
     texture: TextureConfig = field(default_factory=TextureConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    seed: int = 0
-    device: str = "cpu"
+    seed: int = 0                      # seed of every random choice (same seed, same texture)
+    device: str = "cpu"                # cpu | cuda | cuda:N
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -107,7 +108,8 @@ class StylizeConfig:
         return config
 
 
-# CLI flags that are shorthands for config keys.
+# First-class CLI flags of `stylize` (`--style-strength` sets loss.style_strength): the keys users
+# tune. cli.py generates each flag's type, choices, help and shown default from the key's field.
 FLAG_KEYS = {
     "iters": "optim.iters",
     "views": "cameras.views",
@@ -115,7 +117,55 @@ FLAG_KEYS = {
     "image_height": "raster.image_height",
     "seed": "seed",
     "device": "device",
+    "style_strength": "loss.style_strength",
+    "style_weight": "loss.style_weight",
+    "content_weight": "loss.content_weight",
+    "preserve_color": "loss.preserve_color",
+    "tv_weight": "loss.tv_weight",
+    "loss": "loss.statistic",
+    "style_only": "loss.style_only",
+    "content_target": "loss.content_target",
+    "style_size": "loss.style_size",
+    "style_extent": "loss.style_extent",
+    "depth_aware": "loss.depth_aware",
+    "angle_aware": "loss.angle_aware",
+    "reference_depth": "loss.reference_depth",
+    "levels": "raster.levels",
+    "lr": "optim.lr",
+    "holdout": "cameras.holdout",
+    "fov": "cameras.fov_deg",
+    "precision": "optim.precision",
+    "mesh": "scene.mesh",
+    "frames": "scene.frames",
+    "intrinsics": "scene.intrinsics",
 }
+
+
+def all_keys(config: Any = None, prefix: str = "") -> list[str]:
+    """Every dotted key of the composed config, in declaration order."""
+    config = config if config is not None else StylizeConfig()
+    keys = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += all_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def unknown_key(key: str, source: str) -> InputError:
+    """The error for a misspelt key, naming the nearest valid one (whole key or its last part)."""
+    import difflib
+
+    keys = all_keys()
+    guess = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    if not guess:
+        leaves = {k.rsplit(".", 1)[-1]: k for k in keys}
+        near = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(leaves), n=1, cutoff=0.6)
+        guess = [leaves[near[0]]] if near else []
+    hint = f"; did you mean '{guess[0]}'?" if guess else " (`meshstyle config` lists every key)"
+    return InputError(source, f"unknown config key '{key}'{hint}")
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -135,11 +185,11 @@ def set_key(config: Any, key: str, value: Any, source: str) -> None:
     target = config
     for part in parents:
         if not dataclasses.is_dataclass(target) or not hasattr(target, part):
-            raise InputError(source, f"unknown config key '{key}'")
+            raise unknown_key(key, source)
         target = getattr(target, part)
     names = {f.name for f in dataclasses.fields(target)} if dataclasses.is_dataclass(target) else set()
     if leaf not in names:
-        raise InputError(source, f"unknown config key '{key}'")
+        raise unknown_key(key, source)
     hint = get_type_hints(type(target))[leaf]
     setattr(target, leaf, _coerce(value, hint, key, source))
 

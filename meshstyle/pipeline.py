@@ -17,7 +17,7 @@ import torch
 
 from meshstyle.atlas.unwrap import Atlas, atlas_info, bake_texture, make_atlas
 from meshstyle.views.cameras import Camera, filter_views, for_scene
-from meshstyle.config import StylizeConfig
+from meshstyle.config import LossConfig, StylizeConfig
 from meshstyle.errors import InputError
 from meshstyle.raster.fragments import ViewPyramid
 from meshstyle.stylize.losses import match_colors, style_targets
@@ -157,14 +157,16 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
 
     with stage("targets", timings):
         vgg = load_vgg(device=device, dtype=vgg_dtype(config), channels_last=config.optim.channels_last)
-        style_image = torch.from_numpy(style_pixels(style, config.loss.style_size)).permute(2, 0, 1)
+        depth_reference = reference_depth(pyramids, config.loss)
+        focal = level0_focal(train_cameras, heights[0])
+        style_size, depth_reference = style_scale_for_extent(style, config.loss, focal, depth_reference)
+        style_image = torch.from_numpy(style_pixels(style, style_size)).permute(2, 0, 1)
         initial_tensor = torch.from_numpy(initial).permute(2, 0, 1).contiguous()
         if config.loss.preserve_color:
             style_image = match_colors(style_image, initial_tensor)
         targets = style_targets(vgg, style_image.to(device), config.loss.style_layers,
                                 config.loss.style_scales, config.loss.statistic)
         objective = Objective(vgg=vgg, style=targets, loss=config.loss, regularizer=config.texture.regularizer)
-        depth_reference = reference_depth(pyramids, config.loss)
         views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config, depth_reference)
                  for camera, pyramid in zip(train_cameras, progress(pyramids, desc="patches", unit="view"))]
         views = [view.to(device) for view in views if view.targets]
@@ -184,6 +186,9 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         "coverage": float(np.mean([float(p.levels[0].mask.float().mean()) for p in pyramids])),
         "content_target": content_source,
         "reference_depth_m": depth_reference,
+        # The width of surface the whole style image covers (scale 1): the world size of its strokes.
+        "style_extent_m": style_image.shape[2] * depth_reference / focal,
+        "style_size_px": [int(style_image.shape[1]), int(style_image.shape[2])],
         "patches_per_view": len(patches) / len(views),
         "patch_pixels_per_view": sum(p.pixels for p in patches) / len(views),
         "level_pixels": {str(k): sum(p.pixels for p in patches if p.level == k) for k in range(len(heights))},
@@ -191,6 +196,43 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
     return Prepared(atlas=atlas, initial=initial, train_cameras=train_cameras, holdout=holdout, views=views,
                     holdout_views=holdout_views, objective=objective,
                     style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings)
+
+
+MAX_STYLE_SIDE = 2048   # VGG memory and time grow with the style image's area
+MIN_EXTENT_STYLE_SIDE = 64   # below this the coarser style scales leave relu5_1 almost no pixels
+
+
+def level0_focal(cameras: list[Camera], height: int) -> float:
+    """Median vertical focal length, in pixels of the coarsest pyramid level, of the training views."""
+    return float(np.median([camera.K[1, 1] * height / camera.height for camera in cameras]))
+
+
+def style_scale_for_extent(style: str | Path | np.ndarray, loss: LossConfig, focal: float,
+                           depth_reference: float) -> tuple[int, float]:
+    """(style image long side in px, reference depth in m) that make the style image's width cover
+    `loss.style_extent` metres of surface; without an extent, (style_size, the reference depth).
+
+    At the reference depth one pixel of the coarsest level spans depth/focal metres, and the
+    depth-split pyramid keeps that world size at other depths; style pixels map 1:1 to rendered
+    pixels (VGG statistics are per pixel), so a style image `w` pixels wide covers w*depth/focal
+    metres. The extent therefore sets w; when w would leave [MIN_EXTENT_STYLE_SIDE, MAX_STYLE_SIDE], the
+    side is clamped and the reference depth moves instead (strokes keep their world size, but the
+    pyramid then covers another band of depths)."""
+    from meshstyle.common.progress import warn
+
+    extent = float(getattr(loss, "style_extent", 0.0) or 0.0)
+    if extent <= 0:
+        return loss.style_size, depth_reference
+    probe = style_pixels(style, loss.style_size)
+    long_per_width = max(probe.shape[:2]) / probe.shape[1]
+    wanted = extent * focal / depth_reference * long_per_width
+    side = int(round(min(max(wanted, MIN_EXTENT_STYLE_SIDE), MAX_STYLE_SIDE)))
+    if side != int(round(wanted)):
+        moved = extent * focal / (side / long_per_width)
+        warn(f"style extent {extent:g} m needs a {wanted:.0f}-px style image; using {side} px and "
+             f"reference depth {moved:.2f} m instead of {depth_reference:.2f} m")
+        depth_reference = moved
+    return side, depth_reference
 
 
 def style_pixels(style: str | Path | np.ndarray, size: int) -> np.ndarray:
