@@ -27,7 +27,7 @@ from meshstyle.geometry.scene import TexturedMesh
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 SCREENSHOT_SIZE = (720, 1280)   # (height, width) asked of the browser for the screenshot button
-FRUSTUM_SHARE = 0.06            # frustum depth as a share of the scene's bounding-box diagonal
+FRUSTUM_SHARE = 0.03            # frustum depth as a share of the scene's bounding-box diagonal
 MAX_FRUSTA = 200                # a scan may hold thousands of frames; the browser needs only some
 
 
@@ -251,18 +251,19 @@ def _diagonal(mesh: TexturedMesh) -> float:
 
 
 def _overview_pose(content: ViewerContent) -> tuple[np.ndarray, np.ndarray]:
-    """Where the browser's camera starts: inside a room at the first optimisation camera's eye
-    looking where it looked; around an object, up and back from the bounding box."""
+    """Where the browser's camera starts: inside a room high in a corner, looking across it;
+    around an object, up and back from the bounding box."""
     vertices = np.asarray(content.mesh.vertices)
     low, high = vertices.min(0), vertices.max(0)
     centre, diagonal = (low + high) / 2.0, _diagonal(content.mesh)
     up = np.asarray(content.up, dtype=np.float64)
     if content.kind == "room":
-        if content.cameras:
-            camera = content.cameras[0]
-            return camera.center.copy(), camera.center + camera.cam_to_world[:3, 2] * 0.3 * diagonal
-        side = np.array([1.0, 0.0, 0.0]) if abs(up[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-        return centre.copy(), centre + side * 0.3 * diagonal
+        # From high in one corner towards the far floor corner: most walls, the floor and the
+        # furniture in one view, and the frusta spread out in front rather than around the eye.
+        horizontal = np.abs(up) < 0.5
+        eye = centre + np.where(horizontal, -0.38 * (high - low), 0.0) + up * 0.32 * float((high - low) @ np.abs(up))
+        target = centre + np.where(horizontal, 0.2 * (high - low), 0.0) - up * 0.25 * float((high - low) @ np.abs(up))
+        return eye, target
     side = np.array([1.0, -1.0, 0.0]) if abs(up[2]) > 0.5 else np.array([1.0, 0.0, 1.0])
     side -= up * (side @ up)
     side /= np.linalg.norm(side)
