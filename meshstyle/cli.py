@@ -88,7 +88,11 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     _check_device(config.device)
     out = Path(args.out) if args.out else Path(f"stylized-{Path(str(args.scene)).stem or 'scene'}")
     _check_out_dir(out, resume=args.resume, overwrite=args.overwrite)
-    style = _style_spec(args.style)
+    style = [_style_spec(one) for one in args.style]
+    style = style[0] if len(style) == 1 else style
+    from meshstyle.pipeline import blend_weights
+
+    blend_weights(len(args.style), config.loss.style_weights)   # a weight count that does not fit fails now
     if args.snapshot_every is not None and args.snapshot_every < 1:
         raise InputError("--snapshot-every", f"expected a number of steps >= 1, got {args.snapshot_every}")
     scene = load_scene(args.scene, config.scene)
@@ -315,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     stylize = add("stylize", cmd_stylize, "Stylize a mesh file, scan folder or built-in scene.")
     stylize.add_argument("scene", metavar="SCENE", help="mesh file (.ply .obj .glb .gltf .off .stl), scan folder or built-in scene")
-    stylize.add_argument("--style", required=True, metavar="IMAGE", help="style image file or built-in style name")
+    stylize.add_argument("--style", required=True, metavar="IMAGE", nargs="+",
+                         help="style image file or built-in style name; several are blended (see --style-weights)")
     stylize.add_argument("--out", metavar="DIR", help="run folder (default: ./stylized-<scene>)")
     stylize.add_argument("--config", metavar="FILE.toml", help="TOML file with any config keys")
     stylize.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")

@@ -71,6 +71,7 @@ class LossConfig:
     min_level_share: float = 0.03      # skip a view's level holding less of its style weight than this
     patch_margin: int = 16             # context pixels around each level's crop
     min_patch_size: int = 48           # smallest crop side fed to VGG
+    style_weights: tuple[float, ...] = (1.0,)   # mix of several styles' statistics, one weight per style (1.0 alone = equal)
     style_extent: float = 0.0          # metres of surface the style image's width covers (stroke size); 0 = from style_size
 
 
@@ -127,6 +128,7 @@ FLAG_KEYS = {
     "content_target": "loss.content_target",
     "style_size": "loss.style_size",
     "style_extent": "loss.style_extent",
+    "style_weights": "loss.style_weights",
     "depth_aware": "loss.depth_aware",
     "angle_aware": "loss.angle_aware",
     "reference_depth": "loss.reference_depth",

@@ -133,7 +133,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if key == "loss.style_extent":
             help_text = ("width of surface the whole style image covers when painted, e.g. 1.5m, 40cm, 800mm "
                          "(a stroke 1/20 of the painting wide becomes 1/20 of this on every surface)")
-        shown = "from style size" if key == "loss.style_extent" else show_value(info.default)
+        shown = {"loss.style_extent": "from style size", "loss.style_weights": "equal"}.get(key, show_value(info.default))
         help_text += f" ({key}; default: {shown})"
         options: dict[str, Any] = {"default": None, "help": help_text, "dest": flag}
         base = info.hint
@@ -146,6 +146,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                 options["choices"] = list(info.choices)
             if key == "loss.style_extent":
                 options["type"], options["metavar"] = parse_length, "LENGTH"
+            elif get_origin(base) is tuple:
+                inner = get_args(base)[0]
+                options["nargs"], options["type"] = "+", inner if inner in (int, float) else str
+                options["metavar"] = "W" if inner is float else "NAME"
             elif base in (int, float):
                 options["type"] = base
                 options["metavar"] = "N" if base is int else "X"
@@ -158,7 +162,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def flag_values(args: argparse.Namespace) -> dict[str, Any]:
     """{flag: value} of the generated flags that were given (for config.build_config)."""
-    return {flag: getattr(args, flag) for flag in FLAG_KEYS if getattr(args, flag, None) is not None}
+    values = {flag: getattr(args, flag) for flag in FLAG_KEYS if getattr(args, flag, None) is not None}
+    return {flag: tuple(value) if isinstance(value, list) else value for flag, value in values.items()}
 
 
 def check_flag_keys() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -20,7 +20,7 @@ from meshstyle.views.cameras import Camera, filter_views, for_scene
 from meshstyle.config import LossConfig, StylizeConfig
 from meshstyle.errors import InputError
 from meshstyle.raster.fragments import ViewPyramid
-from meshstyle.stylize.losses import match_colors, style_targets
+from meshstyle.stylize.losses import blend_targets, match_colors, style_targets
 from meshstyle.outputs.monitor import RunObserver, RunStart, step_hook
 from meshstyle.stylize.optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
                        render_patch, steps_per_second)
@@ -62,9 +62,10 @@ class Prepared:
     views: list[TrainView]
     holdout_views: list[TrainView]
     objective: Objective
-    style_image: np.ndarray           # (H,W,3) as used for the style targets
+    style_image: np.ndarray           # (H,W,3) as used for the style targets (the first, when blended)
     info: dict[str, Any]
     timings: dict[str, float]
+    style_images: list[np.ndarray] = field(default_factory=list)   # every blended style, as used
 
     @property
     def initial_tensor(self) -> torch.Tensor:
@@ -109,6 +110,7 @@ def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig 
         mesh=TexturedMesh(scene.vertices, scene.faces, atlas.uv, stylized),
         original=TexturedMesh(scene.vertices, scene.faces, atlas.uv, prepared.initial),
         cameras=prepared.train_cameras, holdout=prepared.holdout, style_image=prepared.style_image,
+        style_images=prepared.style_images,
         config=config, scene=scene, history=outcome.history, timings=timings, info=info,
         checkpoint=outcome.checkpoint)
 
@@ -159,13 +161,23 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         vgg = load_vgg(device=device, dtype=vgg_dtype(config), channels_last=config.optim.channels_last)
         depth_reference = reference_depth(pyramids, config.loss)
         focal = level0_focal(train_cameras, heights[0])
-        style_size, depth_reference = style_scale_for_extent(style, config.loss, focal, depth_reference)
-        style_image = torch.from_numpy(style_pixels(style, style_size)).permute(2, 0, 1)
+        styles = list(style) if isinstance(style, (list, tuple)) else [style]
+        weights = blend_weights(len(styles), config.loss.style_weights)
         initial_tensor = torch.from_numpy(initial).permute(2, 0, 1).contiguous()
-        if config.loss.preserve_color:
-            style_image = match_colors(style_image, initial_tensor)
-        targets = style_targets(vgg, style_image.to(device), config.loss.style_layers,
-                                config.loss.style_scales, config.loss.statistic)
+        style_images, per_style = [], []
+        for index, one_style in enumerate(styles):
+            # The first style may move the reference depth (an extent beyond the style size range);
+            # the others are then sized for that same depth.
+            size, moved = style_scale_for_extent(one_style, config.loss, focal, depth_reference)
+            depth_reference = moved if index == 0 else depth_reference
+            image = torch.from_numpy(style_pixels(one_style, size)).permute(2, 0, 1)
+            if config.loss.preserve_color:
+                image = match_colors(image, initial_tensor)
+            style_images.append(image)
+            per_style.append(style_targets(vgg, image.to(device), config.loss.style_layers,
+                                           config.loss.style_scales, config.loss.statistic))
+        targets = blend_targets(per_style, weights)
+        style_image = style_images[0]
         objective = Objective(vgg=vgg, style=targets, loss=config.loss, regularizer=config.texture.regularizer)
         views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config, depth_reference)
                  for camera, pyramid in zip(train_cameras, progress(pyramids, desc="patches", unit="view"))]
@@ -189,17 +201,30 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         # The width of surface the whole style image covers (scale 1): the world size of its strokes.
         "style_extent_m": style_image.shape[2] * depth_reference / focal,
         "style_size_px": [int(style_image.shape[1]), int(style_image.shape[2])],
+        "style_weights": weights,
         "patches_per_view": len(patches) / len(views),
         "patch_pixels_per_view": sum(p.pixels for p in patches) / len(views),
         "level_pixels": {str(k): sum(p.pixels for p in patches if p.level == k) for k in range(len(heights))},
     }
     return Prepared(atlas=atlas, initial=initial, train_cameras=train_cameras, holdout=holdout, views=views,
                     holdout_views=holdout_views, objective=objective,
-                    style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings)
+                    style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings,
+                    style_images=[image.permute(1, 2, 0).cpu().numpy() for image in style_images])
 
 
 MAX_STYLE_SIDE = 2048   # VGG memory and time grow with the style image's area
 MIN_EXTENT_STYLE_SIDE = 64   # below this the coarser style scales leave relu5_1 almost no pixels
+
+
+def blend_weights(count: int, weights: tuple[float, ...]) -> list[float]:
+    """Normalised weights of `count` blended styles; the default (1.0,) means equal."""
+    if tuple(weights) == (1.0,) and count > 1:
+        weights = (1.0,) * count
+    if len(weights) != count:
+        raise InputError("--style-weights", f"{len(weights)} weights for {count} styles (one per style)")
+    if min(weights) < 0 or sum(weights) <= 0:
+        raise InputError("--style-weights", f"weights must be >= 0 and not all 0, got {list(weights)}")
+    return [float(w) / float(sum(weights)) for w in weights]
 
 
 def level0_focal(cameras: list[Camera], height: int) -> float:

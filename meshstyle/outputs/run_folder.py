@@ -30,6 +30,7 @@ class StylizeResult:
     timings: dict[str, float] = field(default_factory=dict)         # seconds per stage
     info: dict[str, Any] = field(default_factory=dict)              # atlas figures, coverage, dropped views, ...
     checkpoint: dict[str, Any] | None = None                        # texture + optimiser state for --resume
+    style_images: list[np.ndarray] = field(default_factory=list)   # every style of a blend (style-N.png)
 
     def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
         """Write the run folder (DESIGN.md); every file appears only complete."""
@@ -57,6 +58,9 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
     write_image(out / "texture.png", result.mesh.texture)
     write_image(out / "initial_texture.png", result.original.texture)
     write_image(out / "style.png", result.style_image)
+    if len(result.style_images) > 1:
+        for index, image in enumerate(result.style_images, 1):
+            write_image(out / f"style-{index}.png", image)
     write_glb(result.mesh, out / "stylized.glb", up=result.scene.up)
     write_obj(result.mesh, out / "stylized.obj", texture_name="texture.png")
 

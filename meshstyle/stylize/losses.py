@@ -97,6 +97,33 @@ class StyleTargets:
         return StyleTargets(self.statistic, self.scales, move(self.gram), move(self.mean), move(self.std))
 
 
+def blend_targets(targets: Sequence[StyleTargets], weights: Sequence[float]) -> StyleTargets:
+    """One target mixing several styles' statistics with `weights` (normalised to sum to 1).
+
+    Mixed per statistic, so the run optimises towards the blend itself (not a mix of separately
+    stylized textures): Grams are averaged; AdaIN means are averaged and the stds follow from the
+    averaged second moments, i.e. the statistics of the pooled features of all styles."""
+    if len(targets) != len(weights) or not targets:
+        raise ValueError(f"need one weight per style, got {len(weights)} for {len(targets)}")
+    total = float(sum(weights))
+    if total <= 0 or min(weights) < 0:
+        raise ValueError("style weights must be >= 0 and not all 0")
+    share = [float(w) / total for w in weights]
+    first = targets[0]
+    if len(targets) == 1:
+        return first
+    if any(t.statistic != first.statistic for t in targets):
+        raise ValueError("blended styles must use one statistic")
+    if first.statistic == "gram":
+        gram = {layer: sum(w * t.gram[layer] for w, t in zip(share, targets)) for layer in first.gram}
+        return StyleTargets("gram", first.scales, gram=gram)
+    mean = {layer: sum(w * t.mean[layer] for w, t in zip(share, targets)) for layer in first.mean}
+    second = {layer: sum(w * (t.std[layer] ** 2 + t.mean[layer] ** 2) for w, t in zip(share, targets))
+              for layer in first.mean}
+    std = {layer: (second[layer] - mean[layer] ** 2).clamp_min(TINY).sqrt() for layer in first.mean}
+    return StyleTargets("adain", first.scales, mean=mean, std=std)
+
+
 def style_targets(vgg: VGG19, style_image: torch.Tensor, layers: Sequence[str],
                   scales: Sequence[float] = (1.0,), statistic: str = "gram") -> StyleTargets:
     """Target statistics of `style_image` (3,H,W) RGB in [0,1], pooled over a pyramid of `scales`.
