@@ -67,14 +67,17 @@ def test_every_choice_is_a_literal_and_every_number_has_a_range():
     assert get_origin(get_type_hints(type(config.loss))["statistic"]) is Literal
 
 
-def test_a_hand_built_config_is_checked_before_any_work():
-    scene = ms.scenes.demo_object()
+def test_a_hand_built_config_is_checked_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("MESHSTYLE_CACHE", str(tmp_path / "cache"))
+    scene, stylize = ms.scenes.demo_object(), ms.stylize   # imports outside the timed part
     config = StylizeConfig()
     config.optim.iters = 0
     started = time.perf_counter()
     with pytest.raises(InputError, match="optim.iters"):
-        ms.stylize(scene, style="circles", config=config)
+        stylize(scene, style="circles", config=config)
     assert time.perf_counter() - started < 5.0
+    # No stage ran: the atlas stage would have cached its unwrap here.
+    assert not any(path.is_file() for path in (tmp_path / "cache").rglob("*"))
 
 
 def test_cli_refuses_an_out_of_range_flag_with_exit_2(tmp_path):
