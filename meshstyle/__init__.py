@@ -13,6 +13,8 @@ Heavy modules (torch, open3d) load on first use, so `meshstyle --version` stays 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -41,3 +43,23 @@ def __getattr__(name: str) -> Any:
     value = module if attribute is None else getattr(module, attribute)
     globals()[name] = value
     return value
+
+
+
+class _Package(types.ModuleType):
+    """`ms.stylize` is the public function (docs/DESIGN.md), and `meshstyle.stylize` a subpackage:
+    importing any `meshstyle.stylize.*` rebinds the package attribute to the subpackage. So the name
+    is a property that answers the subpackage made callable (it forwards to `pipeline.stylize`, which
+    it imports here, before any call), and `import meshstyle.stylize.losses as losses` still works."""
+
+    @property
+    def stylize(self) -> Any:
+        importlib.import_module("meshstyle.pipeline")
+        return sys.modules["meshstyle.stylize"]
+
+    @stylize.setter
+    def stylize(self, _subpackage: Any) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
