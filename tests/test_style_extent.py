@@ -7,6 +7,7 @@ import pytest
 
 from meshstyle.pipeline import prepare, quick_config
 
+
 def test_default_run_reports_the_extent_it_amounts_to():
     config = quick_config()
     config.cameras.views, config.cameras.holdout = 2, 0
@@ -16,7 +17,7 @@ def test_default_run_reports_the_extent_it_amounts_to():
     info = prepared.info
     width = prepared.style_image.shape[1]
     assert width == config.loss.style_size          # no extent: the style image keeps its size
-    camera = prepared.train_cameras[0]
+    camera = prepared.train[0].camera
     focal = camera.K[1, 1] * config.raster.image_height / camera.height
     assert info["style_extent_m"] == pytest.approx(width * info["reference_depth_m"] / focal, rel=1e-6)
     config.loss.style_extent = 2 * info["style_extent_m"]
