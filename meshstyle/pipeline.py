@@ -211,7 +211,7 @@ def content_source_for(scene: Scene, config: StylizeConfig) -> str:
 def train_view(pyramid: ViewPyramid, initial: torch.Tensor, photo: Photo | None, content_source: str,
                config: StylizeConfig, depth_reference: float) -> TrainView:
     """A view's depth-split patches, each with the crop of the image it should still resemble."""
-    patches = split_by_depth(pyramid, config.loss, config.raster, depth_reference)
+    patches = split_by_depth(pyramid, config.loss, depth_reference)
     if content_source == "none":
         return TrainView([PatchTarget(patch, None, None) for patch in patches])
     if content_source == "photo" and photo is not None:
