@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -105,10 +105,46 @@ class LossTerms:
         return self.style + self.content + self.tv + self.regularizer
 
 
+@dataclass(frozen=True, eq=False)
+class StepRecord(Mapping[str, float]):
+    """One completed step of the loss history (run.json "history", the checkpoint's "history").
+
+    It also reads as the dict it replaced (`record["total"]`, `dict(record)`), so callers of
+    `StylizeResult.history` keep working and the checkpoint stores plain dicts (safe to load with
+    `weights_only`)."""
+    step: int                # 1-based: the number of steps done after this one
+    total: float             # style + content + tv + regularizer
+    style: float
+    content: float
+    tv: float
+    regularizer: float
+    lr: float                # base learning rate of the step (layer groups scale it)
+    seconds: float           # wall time of the step
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> "StepRecord":
+        """From a run.json or checkpoint entry; KeyError/TypeError/ValueError when it is not one."""
+        return cls(int(record["step"]), *(float(record[name]) for name in STEP_FIELDS[1:]))
+
+    def __getitem__(self, key: str) -> float:
+        if key not in STEP_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(STEP_FIELDS)
+
+    def __len__(self) -> int:
+        return len(STEP_FIELDS)
+
+
+STEP_FIELDS = ("step", "total", "style", "content", "tv", "regularizer", "lr", "seconds")
+
+
 @dataclass
 class OptimizeResult:
     texture: torch.Tensor             # (3,H,W) final summed texture in [0,1]
-    history: list[dict[str, float]]
+    history: list[StepRecord]
     checkpoint: dict[str, Any]
     steps_run: int                    # steps this call ran (fewer than iters after a resume)
     seconds: float
@@ -154,10 +190,15 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
     if not views:
         raise ValueError("no training views to optimise on")
     optimizer = torch.optim.Adam(layer_groups(texture, optim), lr=optim.lr)
-    history: list[dict[str, float]] = []
+    history: list[StepRecord] = []
     start = 0
     if resume is not None:
-        start, history = restore(resume, texture, optimizer, seed, checkpoint_path)
+        start, records = restore(resume, texture, optimizer, seed, checkpoint_path)
+        try:
+            history = [StepRecord.from_dict(record) for record in records]
+        except (KeyError, TypeError, ValueError):
+            raise InputError(checkpoint_path or "checkpoint",
+                             "damaged checkpoint: a loss history entry is not a step record") from None
     content_features = precompute_content(views, objective)
     views_per_step = max(1, min(optim.views_per_step, len(views)))
     started = time.perf_counter()
@@ -177,9 +218,9 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 texture.clamp_()
-                record = {"step": step + 1, "total": terms.total, "style": terms.style,
-                          "content": terms.content, "tv": terms.tv, "regularizer": terms.regularizer,
-                          "lr": lr, "seconds": time.perf_counter() - step_started}
+                record = StepRecord(step=step + 1, total=terms.total, style=terms.style,
+                                    content=terms.content, tv=terms.tv, regularizer=terms.regularizer,
+                                    lr=lr, seconds=time.perf_counter() - step_started)
                 history.append(record)
                 bar.update(1)
                 bar.set_postfix(loss=f"{terms.total:.3g}", style=f"{terms.style:.3g}",
@@ -363,6 +404,6 @@ def deferred_interrupt() -> Iterator[InterruptFlag]:
         signal.signal(signal.SIGINT, previous)
 
 
-def steps_per_second(history: list[dict[str, float]]) -> float:
-    seconds = sum(r["seconds"] for r in history)
+def steps_per_second(history: list[StepRecord]) -> float:
+    seconds = sum(r.seconds for r in history)
     return len(history) / seconds if seconds > 0 else math.nan
