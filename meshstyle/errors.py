@@ -19,3 +19,8 @@ class InputError(MeshstyleError):
 
 class NotBuiltError(MeshstyleError):
     """A capability that is not built yet; the CLI says so in one line and exits 2."""
+
+
+class RankLost(MeshstyleError):
+    """Under torchrun: another process of the job died or stopped answering, so this one stops too
+    (the CLI exits 1 saying whether a checkpoint was left to resume from)."""

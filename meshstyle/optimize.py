@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .config import LossConfig, OptimConfig
+from .distributed import LOCAL, RankLost, World, reduce_step
 from .errors import InputError
 from .io import atomic_path
 from .losses import StyleTargets, content_loss, style_loss, tv_loss
@@ -146,10 +147,14 @@ def layer_groups(texture: LaplacianTexture, optim: OptimConfig) -> list[dict[str
 def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objective,
              optim: OptimConfig, seed: int, *, checkpoint_path: Path | None = None,
              resume: dict[str, Any] | None = None,
-             on_step: Callable[[int, dict[str, float]], None] | None = None) -> OptimizeResult:
+             on_step: Callable[[int, dict[str, float]], None] | None = None,
+             world: World = LOCAL) -> OptimizeResult:
     """Run the optimisation from scratch or from a checkpoint dict (`resume`) up to `optim.iters`.
 
     `on_step(step, record)` is called after each completed step (tests use it to interrupt a run).
+    Under torchrun (`world`, see distributed.py) each rank trains on its slice of the step's views
+    and the gradients are averaged before the identical optimiser step; pass `checkpoint_path`
+    on rank 0 only.
     """
     if not views:
         raise ValueError("no training views to optimise on")
@@ -159,7 +164,10 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
     if resume is not None:
         start, history = restore(resume, texture, optimizer, seed, checkpoint_path)
     content_features = precompute_content(views, objective)
-    views_per_step = max(1, min(optim.views_per_step, len(views)))
+    views_per_step = max(1, min(optim.views_per_step, len(views)))   # per rank
+    schedule = {"views_per_step": views_per_step * world.size, "iters": optim.iters}
+    if resume is not None:
+        check_schedule(resume, schedule, checkpoint_path)
     started = time.perf_counter()
     last_checkpoint = started
     bar = progress(total=optim.iters, desc="stylize", unit="step")
@@ -171,9 +179,16 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
                 lr = learning_rate(step, optim)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group["lr_scale"]
-                chosen = views_for_step(step, len(views), views_per_step, seed)
+                chosen = world.share(views_for_step(step, len(views), views_per_step * world.size, seed),
+                                     views_per_step)
+                # Ranks stop together after the all_reduce, never between patches (a peer would hang).
                 terms = accumulate_gradients(texture, [views[i] for i in chosen], chosen, objective,
-                                             content_features, interrupt)
+                                             content_features, InterruptFlag() if world.enabled else interrupt)
+                if world.enabled:
+                    (terms.style, terms.content), stop = reduce_step(
+                        world, list(texture.layers), [terms.style, terms.content], interrupt.requested)
+                    if stop:
+                        raise KeyboardInterrupt
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 texture.clamp_()
@@ -190,16 +205,18 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
                     raise KeyboardInterrupt
                 now = time.perf_counter()
                 if checkpoint_path is not None and now - last_checkpoint >= optim.checkpoint_every_s:
-                    save_checkpoint(checkpoint_path, make_checkpoint(texture, optimizer, step + 1, seed, history))
+                    save_checkpoint(checkpoint_path, make_checkpoint(texture, optimizer, step + 1, seed, history,
+                                                                    schedule))
                     last_checkpoint = now
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RankLost):
         # `history` holds exactly the completed steps; the interrupted one changed no parameter.
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, make_checkpoint(texture, optimizer, len(history), seed, history))
+            save_checkpoint(checkpoint_path, make_checkpoint(texture, optimizer, len(history), seed, history,
+                                                             schedule))
         raise
     finally:
         bar.close()
-    checkpoint = make_checkpoint(texture, optimizer, len(history), seed, history)
+    checkpoint = make_checkpoint(texture, optimizer, len(history), seed, history, schedule)
     if checkpoint_path is not None:
         save_checkpoint(checkpoint_path, checkpoint)
     with torch.no_grad():
@@ -294,9 +311,10 @@ def render_patch(image: torch.Tensor, patch: LevelPatch) -> torch.Tensor:
 # --- checkpoints -------------------------------------------------------------------------------
 
 def make_checkpoint(texture: LaplacianTexture, optimizer: torch.optim.Optimizer, step: int, seed: int,
-                    history: list[dict[str, float]]) -> dict[str, Any]:
-    # The view schedule is a counter-based generator (seed, epoch): its whole state is seed + step.
-    return {"version": CHECKPOINT_VERSION, "step": step, "rng": {"seed": seed, "step": step},
+                    history: list[dict[str, float]], schedule: dict[str, int] | None = None) -> dict[str, Any]:
+    # The view schedule is a counter-based generator (seed, epoch): its whole state is seed + step,
+    # given the global views per step and the step count the learning rate decays over.
+    return {"version": CHECKPOINT_VERSION, "step": step, "rng": {"seed": seed, "step": step, **(schedule or {})},
             "texture": {k: v.detach().clone() for k, v in texture.state_dict().items()},
             "optimizer": optimizer.state_dict(), "history": [dict(r) for r in history]}
 
@@ -334,6 +352,17 @@ def restore(checkpoint: dict[str, Any], texture: LaplacianTexture, optimizer: to
     return int(checkpoint["step"]), [dict(r) for r in checkpoint["history"]]
 
 
+def check_schedule(checkpoint: dict[str, Any], schedule: dict[str, int], source: Path | None) -> None:
+    """A resume must draw the same views: the same global views per step (views_per_step x
+    torchrun ranks). Older checkpoints do not record it and were single-process runs."""
+    stored = checkpoint.get("rng", {}).get("views_per_step", schedule["views_per_step"])
+    if stored != schedule["views_per_step"]:
+        raise InputError(source if source is not None else "checkpoint",
+                         f"was written by a run of {stored} views per step, this one has "
+                         f"{schedule['views_per_step']} (views_per_step x torchrun ranks): resume with the "
+                         f"same number of ranks and views_per_step")
+
+
 # --- Ctrl-C between patches --------------------------------------------------------------------
 
 @dataclass
@@ -356,11 +385,14 @@ def deferred_interrupt() -> Iterator[InterruptFlag]:
         if flag.presses > 1:
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, handler)
+    # SIGTERM too: it is what torchrun sends the surviving ranks when one died, and what
+    # schedulers and `timeout` send; either way the run should leave a checkpoint.
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler_before in previous.items():
+            signal.signal(number, handler_before)
 
 
 def steps_per_second(history: list[dict[str, float]]) -> float:

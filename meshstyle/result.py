@@ -32,7 +32,12 @@ class StylizeResult:
     checkpoint: dict[str, Any] | None = None                        # texture + optimiser state for --resume
 
     def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
-        """Write the run folder (DESIGN.md); every file appears only complete."""
+        """Write the run folder (DESIGN.md); every file appears only complete. Under torchrun only
+        rank 0 writes (every rank holds the same result), so one script serves both."""
+        from .distributed import current
+
+        if not current().is_main:
+            return Path(out_dir)
         return save_run(self, out_dir, overwrite=overwrite)
 
 
