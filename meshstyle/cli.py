@@ -169,6 +169,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import main as run_batch
+
+    return run_batch(args.jobs)
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -298,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("result", metavar="RESULT", help="run folder or textured .glb/.obj")
     evaluate.add_argument("--metric", action="append", metavar="NAME", help="metric to compute (repeatable; default all)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+
+    batch = add("batch", cmd_batch, "Run every scene x style of a jobs file into OUT/<scene>__<style>/ "
+                                    "(under torchrun: jobs spread over the ranks).")
+    batch.add_argument("jobs", metavar="JOBS.toml", help="jobs file: out, scenes, styles, optional config, eval, [set]")
 
     add("scenes", cmd_scenes, "List the built-in scenes.")
     return parser

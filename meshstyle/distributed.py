@@ -92,7 +92,7 @@ def current() -> World:
                   local_rank=int(os.environ.get("LOCAL_RANK", "0")), backend=torch.distributed.get_backend())
 
 
-def world(device: str = "cpu", backend: str | None = None) -> World:
+def world(device: str = "cpu", backend: str | None = None, timeout_s: float | None = None) -> World:
     """Join the torchrun job this process was started in (once), or the world of one outside torchrun."""
     if _local_only or not launched_by_torchrun():
         return LOCAL
@@ -105,7 +105,7 @@ def world(device: str = "cpu", backend: str | None = None) -> World:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         # "cuda" then means this rank's own GPU everywhere below, including nccl's collectives.
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
-    timeout = float(os.environ.get("MESHSTYLE_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+    timeout = float(os.environ.get("MESHSTYLE_DIST_TIMEOUT_S", timeout_s or DEFAULT_TIMEOUT_S))
     try:
         torch.distributed.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
     except (RuntimeError, ValueError) as exc:
