@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import distributed
-from .config import StylizeConfig, build_config, flatten, load_toml, set_key
-from .errors import InputError, MeshstyleError
-from .progress import log, warn
+from meshstyle.common import distributed
+from meshstyle.config import StylizeConfig, build_config, flatten, load_toml, set_key
+from meshstyle.errors import InputError, MeshstyleError
+from meshstyle.common.progress import log, warn
 
 KNOWN_KEYS = {"out", "scenes", "styles", "config", "eval", "set"}
 GLOB_CHARS = set("*?[")
@@ -117,7 +117,7 @@ def _builtin_scenes() -> set[str]:
 
 
 def _builtin_styles() -> set[str]:
-    from .styles import STYLES
+    from meshstyle.inputs.styles import STYLES
 
     return set(STYLES)
 
@@ -161,9 +161,9 @@ def share_atlases(jobs_file: JobsFile, world: distributed.World) -> None:
     not deterministic: the styles of one scene would get different atlases, and a job resumed later
     could read a cache entry that another rank overwrote. Atlases travel over the process group,
     so this needs no filesystem shared between machines."""
-    from .atlas import make_atlas, remember_atlas
-    from .loaders import load_scene
-    from .scans import default_texture_size
+    from meshstyle.atlas.unwrap import make_atlas, remember_atlas
+    from meshstyle.inputs.meshes import load_scene
+    from meshstyle.inputs.scans import default_texture_size
 
     if not world.enabled:
         return
@@ -200,9 +200,9 @@ def run_batch(jobs_file: JobsFile, world: distributed.World) -> list[Outcome]:
 
 def run_job(job: Job, jobs_file: JobsFile, rank: int) -> Outcome:
     """One scene x style run into its folder: skipped when finished, resumed when interrupted."""
-    from .loaders import load_scene
-    from .pipeline import stylize
-    from .result import evaluate_run
+    from meshstyle.inputs.meshes import load_scene
+    from meshstyle.pipeline import stylize
+    from meshstyle.outputs.run_folder import evaluate_run
 
     if (job.out / "run.json").is_file():
         return _from_run(job, rank, "skipped")
@@ -231,7 +231,7 @@ def _from_run(job: Job, rank: int, status: str) -> Outcome:
     """The summary figures of a finished run folder, read back from its run.json."""
     import json
 
-    from .evaluate import flatten_metrics
+    from meshstyle.evaluate.metrics import flatten_metrics
 
     try:
         run = json.loads((job.out / "run.json").read_text())
@@ -276,7 +276,7 @@ def format_summary(outcomes: list[Outcome]) -> str:
 
 def main(path: str | Path) -> int:
     """The `batch` command: 0 when every job finished (now or before), 1 when any failed."""
-    from .io import write_json
+    from meshstyle.common.io import write_json
 
     world = distributed.world("cpu", timeout_s=BATCH_TIMEOUT_S)
     jobs_file = distributed.run_on_main(world, lambda: load_jobs(path), share_result=False)

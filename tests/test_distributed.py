@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from meshstyle import distributed
+from meshstyle.common import distributed
 from meshstyle.batch import load_jobs
 from meshstyle.config import OptimConfig
 from meshstyle.errors import InputError
-from meshstyle.optimize import check_schedule, views_for_step
-from meshstyle.texture import LaplacianTexture
+from meshstyle.stylize.optimize import check_schedule, views_for_step
+from meshstyle.stylize.texture import LaplacianTexture
 
 TINY = """
 [cameras]

@@ -35,8 +35,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 
-from .config import OptimConfig
-from .errors import InputError, MeshstyleError, RankLost
+from meshstyle.config import OptimConfig
+from meshstyle.errors import InputError, MeshstyleError, RankLost
 
 T = TypeVar("T")
 
