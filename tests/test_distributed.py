@@ -111,6 +111,15 @@ def test_only_rank_zero_prepares_and_writes(two_rank_run):
     assert sorted(rank1.rglob("*")) == [], "rank 1 wrote files or ran a one-off stage"
 
 
+def test_bad_input_under_torchrun_is_reported_once(config, tmp_path):
+    (tmp_path / "rank0").mkdir()
+    (tmp_path / "rank0" / "out").write_text("a file where the run folder should go")
+    done = torchrun(tmp_path, *stylize_args(config))
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.startswith("meshstyle:")]
+    assert lines == ["meshstyle: out: output path exists and is not a folder"], done.stderr[-2000:]
+
+
 def _rank_pid(parent: int, rank: int) -> int | None:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
