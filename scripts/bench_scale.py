@@ -1,6 +1,6 @@
 """Data-parallel scaling on one machine: 1 and 2 torchrun processes, one thread each, on demo-room.
 
-    python scripts/bench_scale.py [--iters 120] [--ranks 1 2] [--style strokes] [--keep DIR]
+    python scripts/bench_scale.py [--iters 120] [--ranks 1 2] [--style strokes] [--keep DIR] [--set KEY=VALUE ...]
 
 Each run is `torchrun --standalone --nproc-per-node N -m meshstyle stylize demo-room ...` with the
 default settings but `--iters`; on N ranks the run takes iters/N steps of N views
@@ -24,11 +24,13 @@ WINDOW_VIEWS = 8       # smooth the per-step training loss over this many views
 TARGET_SHARE = 0.75    # the fixed loss: where the 1-process run is at this share of its steps
 
 
-def run(ranks: int, iters: int, style: str, out: Path) -> dict:
+def run(ranks: int, iters: int, style: str, out: Path, overrides: list[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "MESHSTYLE_QUIET": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
                "-m", "meshstyle", "stylize", "demo-room", "--style", style, "--iters", str(iters),
                "--out", str(out), "--overwrite", "--set", "optim.checkpoint_every_s=1e9"]
+    for item in overrides:
+        command += ["--set", item]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         sys.exit(f"bench_scale: {ranks} ranks failed:\n{done.stderr[-2000:]}")
@@ -57,12 +59,13 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--style", default="strokes")
     parser.add_argument("--keep", type=Path, help="keep the run folders here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    run(1, 2, args.style, folder / "warm")   # atlas, fragments and numba kernels into the caches
+    run(1, 2, args.style, folder / "warm", args.set)   # atlas, fragments and numba kernels into the caches
     results = {}
     for ranks in args.ranks:
-        record = run(ranks, args.iters, args.style, folder / f"ranks{ranks}")
+        record = run(ranks, args.iters, args.style, folder / f"ranks{ranks}", args.set)
         history = record["history"]
         seconds = sum(r["seconds"] for r in history)
         results[ranks] = {"steps": len(history), "seconds": seconds, "steps_per_s": len(history) / seconds,
@@ -71,7 +74,8 @@ def main() -> None:
                           "optimise_s": record["timings"]["optimise"]}
     base = results[min(results)]
     target = base["points"][int(TARGET_SHARE * (len(base["points"]) - 1))][1]
-    print(f"demo-room, style {args.style}, {args.iters} view visits per run, 1 thread per process; "
+    print(f"demo-room, style {args.style}, {args.iters} view visits per run, 1 thread per process, "
+          f"overrides {' '.join(args.set) or 'none'}; "
           f"fixed loss {target:.4g} (8-view mean)")
     print(f"{'ranks':>5} {'steps':>5} {'loop s':>7} {'steps/s':>8} {'views/s':>8} {'to loss s':>9} "
           f"{'holdout':>8} {'speedup':>8} {'efficiency':>10}")
