@@ -20,6 +20,7 @@ an ordinary one-process run on the rank's own device, and rank 0 prints one tabl
 """
 from __future__ import annotations
 
+import copy
 import glob
 import time
 from dataclasses import asdict, dataclass, field
@@ -162,8 +163,8 @@ def share_atlases(jobs_file: JobsFile, world: distributed.World) -> None:
     could read a cache entry that another rank overwrote. Atlases travel over the process group,
     so this needs no filesystem shared between machines."""
     from meshstyle.atlas.unwrap import make_atlas, remember_atlas
-    from meshstyle.inputs.meshes import load_scene
-    from meshstyle.inputs.scans import default_texture_size
+    from meshstyle.inputs.load import load_scene
+    from meshstyle.atlas.texture_size import default_texture_size
 
     if not world.enabled:
         return
@@ -200,7 +201,7 @@ def run_batch(jobs_file: JobsFile, world: distributed.World) -> list[Outcome]:
 
 def run_job(job: Job, jobs_file: JobsFile, rank: int) -> Outcome:
     """One scene x style run into its folder: skipped when finished, resumed when interrupted."""
-    from meshstyle.inputs.meshes import load_scene
+    from meshstyle.inputs.load import load_scene
     from meshstyle.pipeline import stylize
     from meshstyle.outputs.run_folder import evaluate_run
 
@@ -208,7 +209,7 @@ def run_job(job: Job, jobs_file: JobsFile, rank: int) -> Outcome:
         return _from_run(job, rank, "skipped")
     resume = (job.out / "checkpoint.pt").is_file()
     log(f"batch: {job.name} ({'resuming' if resume else 'starting'})")
-    config = StylizeConfig.from_dict(jobs_file.config.to_dict())   # a fresh copy per job
+    config = copy.deepcopy(jobs_file.config)   # a fresh copy per job
     try:
         with distributed.local_only():
             scene = load_scene(job.scene, config.scene)

@@ -142,7 +142,7 @@ def _checkpoint_step(path: Path) -> int:
 
 
 def test_killed_rank_stops_job_with_checkpoint_and_resume_finishes_the_same(two_rank_run, config, tmp_path):
-    args = stylize_args(config, "--set", "optim.checkpoint_every_s=0")
+    args = stylize_args(config, "--set", "optim.checkpoint_every_s=0.001")
     job = subprocess.Popen(torchrun_args(tmp_path, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, env=env(), start_new_session=True)
     checkpoint = tmp_path / "rank0" / "out" / "checkpoint.pt"
