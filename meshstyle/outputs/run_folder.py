@@ -50,7 +50,12 @@ class StylizeResult:
         return [view.camera for view in self.holdout_views]
 
     def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
-        """Write the run folder (docs/DESIGN.md); every file appears only complete."""
+        """Write the run folder (docs/DESIGN.md); every file appears only complete. Under torchrun
+        only rank 0 writes (every rank holds the same result), so one script serves both."""
+        from meshstyle.common.distributed import current
+
+        if not current().is_main:
+            return Path(out_dir)
         return save_run(self, out_dir, overwrite=overwrite)
 
 
