@@ -45,21 +45,15 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-
 class _Package(types.ModuleType):
-    """`ms.stylize` is the public function (docs/DESIGN.md), and `meshstyle.stylize` a subpackage:
-    importing any `meshstyle.stylize.*` rebinds the package attribute to the subpackage. So the name
-    is a property that answers the subpackage made callable (it forwards to `pipeline.stylize`, which
-    it imports here, before any call), and `import meshstyle.stylize.losses as losses` still works."""
+    """The import system binds each imported subpackage as an attribute of its parent: importing
+    anything under `meshstyle/stylize/` would replace the public function `ms.stylize` with that
+    subpackage (sys.modules still holds it, so every import of it keeps working)."""
 
-    @property
-    def stylize(self) -> Any:
-        importlib.import_module("meshstyle.pipeline")
-        return sys.modules["meshstyle.stylize"]
-
-    @stylize.setter
-    def stylize(self, _subpackage: Any) -> None:
-        pass
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType) and _LAZY[name][1] is not None:
+            return
+        super().__setattr__(name, value)
 
 
 sys.modules[__name__].__class__ = _Package

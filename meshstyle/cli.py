@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from meshstyle import __version__
-from meshstyle.errors import InputError, MeshstyleError
+from meshstyle.errors import InputError, MeshstyleError, RankLost
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -80,25 +80,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
+    from meshstyle.common import distributed
     from meshstyle.config import build_config
     from meshstyle.inputs.load import load_scene
     from meshstyle.options import flag_values
+    from meshstyle.pipeline import blend_weights
 
-    _check_scene_arg(args.scene)
+    if not distributed.launched_by_torchrun():
+        _check_scene_arg(args.scene)
     flags = flag_values(args)
     overrides = list(args.set or [])
     config = build_config(args.config, overrides, flags)
     _check_device(config.device)
-    out = Path(args.out) if args.out else Path(f"stylized-{Path(str(args.scene)).stem or 'scene'}")
-    _check_out_dir(out, resume=args.resume, overwrite=args.overwrite)
-    style = [_style_spec(one) for one in args.style]
-    style = style[0] if len(style) == 1 else style
-    from meshstyle.pipeline import blend_weights
-
     blend_weights(len(args.style), config.loss.style_weights)   # a weight count that does not fit fails now
     if args.snapshot_every is not None and args.snapshot_every < 1:
         raise InputError("--snapshot-every", f"expected a number of steps >= 1, got {args.snapshot_every}")
-    scene = load_scene(args.scene, config.scene)
+    world = distributed.world(config.device)   # joins the torchrun job, if this is one
+    out = Path(args.out) if args.out else Path(f"stylized-{Path(str(args.scene)).stem or 'scene'}")
+
+    def check_and_load():
+        # Rank 0 alone reads the inputs and owns the run folder; its verdict reaches every rank.
+        _check_scene_arg(args.scene)
+        _check_out_dir(out, resume=args.resume, overwrite=args.overwrite)
+        for one in args.style:
+            _style_spec(one)
+        return load_scene(args.scene, config.scene)
+
+    scene = distributed.run_on_main(world, check_and_load, share_result=False)
+    style = args.style[0] if len(args.style) == 1 else list(args.style)
     return _run_stylize(scene, style, config, out, resume=args.resume,
                         overwrite=args.overwrite or args.resume, evaluate=args.eval,
                         snapshot_every=args.snapshot_every,
@@ -107,22 +116,32 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bool, evaluate: bool,
                  snapshot_every: int | None = None, view: tuple[str, int] | None = None) -> int:
+    from meshstyle.common.distributed import current
     from meshstyle.common.progress import log
     from meshstyle.outputs.monitor import LiveView, SnapshotWriter
     from meshstyle.pipeline import stylize
 
     observers = []
-    if snapshot_every:
-        observers.append(SnapshotWriter(out, snapshot_every))
     viewer = None
-    if view is not None:
-        from meshstyle.outputs.viewer import Viewer
+    if current().is_main:   # one rank watches: snapshots and the viewer are the run folder's owner's
+        if snapshot_every:
+            observers.append(SnapshotWriter(out, snapshot_every))
+        if view is not None:
+            from meshstyle.outputs.viewer import Viewer
 
-        viewer = Viewer(host=view[0], port=view[1], screenshot_dir=out / "screenshots")
-        announce_viewer(viewer)
-        observers.append(LiveView(viewer))
+            viewer = Viewer(host=view[0], port=view[1], screenshot_dir=out / "screenshots")
+            announce_viewer(viewer)
+            observers.append(LiveView(viewer))
     try:
-        result = stylize(scene, style, config, out_dir=out, resume=resume, observers=observers)
+        try:
+            result = stylize(scene, style, config, out_dir=out, resume=resume, observers=observers)
+        except RankLost as error:
+            world = current()
+            saved = (f"{out}/checkpoint.pt holds the last completed step: rerun the same torchrun command with --resume"
+                     if (out / "checkpoint.pt").is_file() else "no checkpoint was written")
+            raise RankLost(f"rank {world.rank} of {world.size}: {error}; {saved}") from None
+        if not current().is_main:
+            return EXIT_OK
         result.save(out, overwrite=overwrite)
         log(f"wrote {out}/ (stylized.glb, stylized.obj, texture.png, views/, contact_sheet.png, run.json)")
         if viewer is not None and sys.stdin is not None and sys.stdin.isatty():
@@ -229,6 +248,12 @@ def cmd_view(args: argparse.Namespace) -> int:
 def announce_viewer(viewer) -> None:
     """The URL goes to stdout even when quiet: it is the command's answer, and scripts read it."""
     print(f"meshstyle: viewer at {viewer.url} (Ctrl-C to stop)", flush=True)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from meshstyle.batch import main as run_batch
+
+    return run_batch(args.jobs)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -372,6 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="port to serve on; the next free one if taken, 0 = any (default: 8080)")
 
     add("config", cmd_config, "List every config key with its type, default and meaning.")
+
+    batch = add("batch", cmd_batch, "Run every scene x style of a jobs file into OUT/<scene>__<style>/ "
+                                    "(under torchrun: jobs spread over the ranks).")
+    batch.add_argument("jobs", metavar="JOBS.toml", help="jobs file: out, scenes, styles, optional config, eval, [set]")
+
     add("scenes", cmd_scenes, "List the built-in scenes.")
     for sub in commands.choices.values():
         _show_defaults(sub)
@@ -397,6 +427,20 @@ def _show_defaults(parser: argparse.ArgumentParser) -> None:
         action.help = f"{text} {suffix}".strip()
 
 
+def _is_main_rank() -> bool:
+    if "torch" not in sys.modules:   # no process group without torch; keep --help light
+        return True
+    from meshstyle.common.distributed import current
+
+    return current().is_main
+
+
+def _report(error: Exception) -> None:
+    """One line on stderr; an error relayed from rank 0 under torchrun was already printed there."""
+    if not getattr(error, "relayed", False):
+        print(f"meshstyle: {error}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from meshstyle.common.allocator import tune_allocator
 
@@ -410,11 +454,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except SystemExit as exit_request:  # --help and --version exit through argparse
         return int(exit_request.code or 0)
-    except MeshstyleError as error:   # InputError and its kin: one line naming the file, exit 2
+    except RankLost as error:   # a MeshstyleError, but no bad input: exit 1
         print(f"meshstyle: {error}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except MeshstyleError as error:   # InputError and its kin: one line naming the file, exit 2
+        _report(error)
         return EXIT_INPUT
     except KeyboardInterrupt:
-        print("meshstyle: interrupted (checkpoint written; continue with --resume)", file=sys.stderr)
+        if _is_main_rank():
+            print("meshstyle: interrupted (checkpoint written; continue with --resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # the last line of defence: one line, traceback only on request
         if os.environ.get("MESHSTYLE_DEBUG"):
@@ -422,3 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"meshstyle: internal error: {type(error).__name__}: {error} (set MESHSTYLE_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if "torch.distributed" in sys.modules:
+            from meshstyle.common.distributed import shutdown
+
+            shutdown()
