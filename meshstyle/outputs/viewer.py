@@ -272,8 +272,8 @@ def _overview_pose(content: ViewerContent) -> tuple[np.ndarray, np.ndarray]:
 
 def content_of(loaded) -> ViewerContent:
     """ViewerContent of a `result.LoadedResult` (a run folder or a bare textured file)."""
-    run = loaded.run or {}
     title = Path(loaded.folder).name if loaded.folder is not None else loaded.scene.name
+    inputs = loaded.run.inputs if loaded.run is not None else {}
     return ViewerContent(mesh=loaded.mesh, original=loaded.original, cameras=tuple(loaded.cameras),
                          style_image=loaded.style_image, up=tuple(loaded.scene.up), kind=loaded.scene.kind,
-                         title=run.get("inputs", {}).get("scene_name", title))
+                         title=inputs.get("scene_name", title))
