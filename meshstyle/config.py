@@ -29,6 +29,8 @@ class CameraConfig:
     min_coverage: float = 0.05         # drop views whose covered share of the image is below this
     holdout: int = 4                   # extra views never trained on, for eval
     fov_deg: float = 70.0              # vertical field of view of generated cameras
+    candidates: float = 3.0            # generated candidate views per optimisation view, from which
+                                       # the views seeing the most atlas texels are kept (1 = no choice)
 
 
 @dataclass

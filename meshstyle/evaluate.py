@@ -70,7 +70,10 @@ Share of the atlas the optimisation views reach. Every texel of a used chart (`a
 at the texture's size, at most 1024) is placed on the surface and projected into each optimisation
 view; it is seen when it lands in the image and the view's fragment there is its own face or lies
 at its depth (within 2%), i.e. nothing occludes it. Figures: `seen_share`, `unseen_share`,
-`unseen_texels` (counted at `atlas_size`), `used_texels`, `atlas_size`.
+`unseen_texels` (counted at `atlas_size`), `used_texels`, `atlas_size`; with the original texture given
+`painted_share`: texels seen, or whose colour differs from the original by more than PAINT_THRESHOLD
+(mean over channels), i.e. not silently left in the mesh's own colours (run.json's `painted` says how
+the run painted the unseen ones).
 """
 from __future__ import annotations
 
@@ -94,6 +97,7 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CONTENT_LAYER = "relu4_2"
 REDNESS_THRESHOLD = 0.5      # r - max(g, b): halfway between pure red (1) and white (0)
 MAX_COVERAGE_SIZE = 1024
+PAINT_THRESHOLD = 0.02        # mean |stylized - original| over channels above which an unseen texel counts as painted
 
 
 @dataclass
@@ -169,7 +173,8 @@ def evaluate(mesh: TexturedMesh, *, original: TexturedMesh | None = None, camera
             results[name] = seam_metrics(views("geometry views"), mesh,
                                          views("geometry originals") if original is not None else None)
         elif name == "coverage":
-            results[name] = coverage_metrics(list(cameras), renderer.fragments(list(cameras)), mesh)
+            results[name] = coverage_metrics(list(cameras), renderer.fragments(list(cameras)), mesh,
+                                             original=original)
     return results
 
 
@@ -686,23 +691,21 @@ def _edge_contrast(views: list[RenderedView], pair_keys: np.ndarray, is_seam: np
 # coverage
 
 def coverage_metrics(cameras: list[Camera], fragments: list[Fragments], mesh: TexturedMesh, *,
-                     max_size: int = MAX_COVERAGE_SIZE, depth_tolerance: float = 0.02) -> dict[str, float]:
-    from .atlas import rasterize_atlas
+                     original: TexturedMesh | None = None, max_size: int = MAX_COVERAGE_SIZE,
+                     depth_tolerance: float = 0.02) -> dict[str, float]:
+    from .atlas import sample_wrapped
+    from .paint import painted_share, seen_mask, texel_points
 
     size = int(min(max(mesh.texture.shape[:2]), max_size))
-    texel_face, texel_bary = rasterize_atlas(mesh.uv, size)
-    used = texel_face >= 0
-    used_count = int(used.sum())
+    texels = texel_points(mesh.vertices, mesh.faces, mesh.uv, size)
+    used_count = len(texels.index)
     if used_count == 0:
         return {"skipped": "the atlas has no charts"}
-    faces = texel_face[used]
-    corners = np.asarray(mesh.vertices, dtype=np.float64)[mesh.faces[faces]]     # (T,3,3)
-    points = np.einsum("tk,tkd->td", texel_bary[used].astype(np.float64), corners)
-    seen = np.zeros(len(points), dtype=bool)
+    seen = np.zeros(used_count, dtype=bool)
     for camera, view in zip(cameras, fragments):
-        seen |= _visible(points, faces, camera, view, depth_tolerance)
+        seen |= _visible(texels.point, texels.face, camera, view, depth_tolerance)
     unseen = used_count - int(seen.sum())
-    return {
+    figures = {
         "seen_share": float(seen.sum() / used_count),
         "unseen_share": float(unseen / used_count),
         "unseen_texels": float(unseen),
@@ -710,26 +713,18 @@ def coverage_metrics(cameras: list[Camera], fragments: list[Fragments], mesh: Te
         "atlas_size": float(size),
         "views": float(len(cameras)),
     }
+    if original is not None and original.texture.shape == mesh.texture.shape:
+        rows, cols = np.divmod(texels.index, size)
+        centres = np.stack([(cols + 0.5) / size, 1.0 - (rows + 0.5) / size], axis=1)
+        figures["painted_share"] = painted_share(sample_wrapped(mesh.texture, centres),
+                                                 sample_wrapped(original.texture, centres), seen,
+                                                 PAINT_THRESHOLD)
+    return figures
 
 
 def _visible(points: np.ndarray, faces: np.ndarray, camera: Camera, fragments: Fragments,
              depth_tolerance: float) -> np.ndarray:
     """Which surface points the view sees: in the image and not behind what its pixel shows."""
-    world_to_cam = np.linalg.inv(camera.cam_to_world)
-    points_cam = points @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
-    z = points_cam[:, 2]
-    in_front = z > 1e-6
-    pixels = points_cam @ camera.K.T
-    safe_z = np.where(in_front, z, 1.0)
-    cols = np.round(pixels[:, 0] / safe_z).astype(np.int64)
-    rows = np.round(pixels[:, 1] / safe_z).astype(np.int64)
-    inside = in_front & (cols >= 0) & (cols < fragments.width) & (rows >= 0) & (rows < fragments.height)
-    rows, cols, z = rows[inside], cols[inside], z[inside]
-    pixel_face = fragments.face_id.numpy()[rows, cols]
-    pixel_depth = fragments.depth.numpy()[rows, cols]
-    # Its own face, or something at its depth (a neighbouring face of the same surface); at grazing
-    # angles the depth changes fast across a pixel and the face test carries it.
-    same_surface = (pixel_face == faces[inside]) | (np.abs(pixel_depth - z) <= depth_tolerance * z)
-    visible = np.zeros(len(points), dtype=bool)
-    visible[inside] = fragments.mask.numpy()[rows, cols] & same_surface
-    return visible
+    from .paint import visible_points
+
+    return visible_points(points, faces, camera, fragments, depth_tolerance)

@@ -37,6 +37,7 @@ from .io import atomic_path
 from .losses import StyleTargets, content_loss, style_loss, tv_loss
 from .patches import LevelPatch
 from .progress import progress
+from .seams import SeamFill, fill_seams
 from .texture import LaplacianTexture, sample
 
 CHECKPOINT_VERSION = 1
@@ -71,6 +72,13 @@ class Objective:
     style: StyleTargets
     loss: LossConfig
     regularizer: float = 0.0          # weight of the Laplacian-layer penalty
+    seams: SeamFill | None = None     # gutter texels re-read from across the seams at every lookup
+
+    def painted(self, texture: torch.Tensor) -> torch.Tensor:
+        """The (3,H,W) texture the views see: its gutters refilled from across the seams, so
+        bilinear and mip lookups at a chart border continue the strokes of the neighbouring chart
+        (and their gradient paints those strokes)."""
+        return texture if self.seams is None else fill_seams(texture, self.seams)
 
     @property
     def style_weight(self) -> float:
@@ -203,7 +211,7 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
     if checkpoint_path is not None:
         save_checkpoint(checkpoint_path, checkpoint)
     with torch.no_grad():
-        final = texture().clamp(0.0, 1.0)
+        final = objective.painted(texture()).clamp(0.0, 1.0)
     return OptimizeResult(texture=final, history=history, checkpoint=checkpoint,
                           steps_run=len(history) - start, seconds=time.perf_counter() - started)
 
@@ -226,7 +234,7 @@ def accumulate_gradients(texture: LaplacianTexture, views: list[TrainView], view
                          objective: Objective, content_features: dict[tuple[int, int], torch.Tensor],
                          interrupt: "InterruptFlag") -> LossTerms:
     """Back-propagate the step's loss into the texture's layers; returns the loss terms."""
-    image = texture()
+    image = objective.painted(texture())
     # Each patch back-propagates into this leaf and frees its VGG graph before the next one.
     leaf = image.detach().requires_grad_(True)
     terms = LossTerms()
@@ -260,6 +268,7 @@ def evaluate_views(image: torch.Tensor, views: list[TrainView], objective: Objec
     """Mean weighted style and content loss of `views` seen on texture `image` (3,H,W), without gradients."""
     terms = LossTerms()
     content_features = precompute_content(views, objective)
+    image = objective.painted(image)
     with torch.no_grad():
         for view_id, view in enumerate(views):
             for index, target in enumerate(view.targets):

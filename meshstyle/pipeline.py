@@ -15,12 +15,13 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .atlas import Atlas, atlas_info, bake_texture, make_atlas
+from .atlas import Atlas, atlas_info, bake_texture, fill_gutter, make_atlas
 from .cameras import Camera, filter_views, for_scene
 from .config import StylizeConfig
 from .errors import InputError
 from .fragments import ViewPyramid
 from .losses import match_colors, style_targets
+from .paint import TexelPoints, propagate_paint, seen_mask, select_for_coverage, texel_points
 from .optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
                        render_patch, steps_per_second)
 from .patches import LevelPatch, reference_depth, split_by_depth
@@ -29,6 +30,7 @@ from .raster import Rasterizer, view_pyramids
 from .result import StylizeResult
 from .scans import content_target, default_texture_size, select_frames
 from .scene import Photo, Scene, TexturedMesh
+from .seams import SeamFill, fill_seams_numpy, seam_fill_for
 from .styles import load_style, resize_long_side
 from .texture import LaplacianTexture
 from .vgg import load_vgg
@@ -64,6 +66,9 @@ class Prepared:
     style_image: np.ndarray           # (H,W,3) as used for the style targets
     info: dict[str, Any]
     timings: dict[str, float]
+    seams: SeamFill | None = None     # gutter -> texels across the seams, applied at every lookup
+    texels: TexelPoints | None = None # the atlas's used texels on the surface
+    seen: np.ndarray | None = None    # (T,) which of them a training view sees
 
     @property
     def initial_tensor(self) -> torch.Tensor:
@@ -86,15 +91,17 @@ def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig 
         outcome = optimize(texture, prepared.views, prepared.objective, config.optim, config.seed,
                            checkpoint_path=checkpoint_path, resume=resume_state)
     info = dict(prepared.info)
+    final, info["painted"] = finish_texture(outcome.texture.permute(1, 2, 0).cpu().numpy(), prepared)
+    final_tensor = torch.from_numpy(final).permute(2, 0, 1).contiguous().to(device)
     info["steps"] = len(outcome.history)
     info["steps_per_s"] = steps_per_second(outcome.history[len(outcome.history) - outcome.steps_run:])
     if prepared.holdout_views:
         # Style loss on views never trained on: how well the style carries over to new viewpoints.
         before = evaluate_views(prepared.initial_tensor.to(device), prepared.holdout_views, prepared.objective)
-        after = evaluate_views(outcome.texture, prepared.holdout_views, prepared.objective)
+        after = evaluate_views(final_tensor, prepared.holdout_views, prepared.objective)
         info["holdout_style_loss"] = {"initial": before.style, "final": after.style}
         info["holdout_content_loss"] = {"initial": before.content, "final": after.content}
-    stylized = outcome.texture.permute(1, 2, 0).cpu().numpy().astype(np.float32)
+    stylized = final
     atlas = prepared.atlas
     return StylizeResult(
         mesh=TexturedMesh(scene.vertices, scene.faces, atlas.uv, stylized),
@@ -113,7 +120,9 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
     with stage("atlas", timings):
         size = config.texture.size or default_texture_size(scene, config.texture.texels_per_metre)
         atlas = make_atlas(scene, size, config.scene)
-        initial = np.ascontiguousarray(bake_texture(scene, atlas, size), dtype=np.float32)
+        seams = seam_fill_for(scene.vertices, scene.faces, atlas.uv, size)
+        # The mesh's own colours continue across the seams too, so the content target has no seams.
+        initial = np.ascontiguousarray(fill_seams_numpy(bake_texture(scene, atlas, size), seams), dtype=np.float32)
 
     with stage("cameras", timings):
         rasterizer = Rasterizer(scene.vertices, scene.faces, atlas.uv)
@@ -123,12 +132,18 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         if not kept:
             raise InputError(scene.source or scene.name,
                              f"no camera view covers {config.cameras.min_coverage:.0%} of its image with the mesh")
-        train_cameras, holdout = split_holdout(kept, config.cameras.holdout, rng)
+        if photos:
+            train_cameras, holdout = split_holdout(kept, config.cameras.holdout, rng)
+        else:
+            train_cameras, holdout = split_for_coverage(kept, config, rasterizer, atlas, rng)
 
     with stage("raster", timings):
         heights = pyramid_heights(config)
         pyramids = view_pyramids(rasterizer, train_cameras, heights, cache_dir=config.raster.cache_dir)
         holdout_pyramids = view_pyramids(rasterizer, holdout, heights, cache_dir=config.raster.cache_dir)
+        texels = texel_points(scene.vertices, scene.faces, atlas.uv, size)
+        seen = seen_mask(texels, [pyramid.camera.scaled(pyramid.levels[0].height) for pyramid in pyramids],
+                         [pyramid.levels[0] for pyramid in pyramids])
 
     with stage("targets", timings):
         vgg = load_vgg(device=device, dtype=vgg_dtype(config), channels_last=config.optim.channels_last)
@@ -138,7 +153,8 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
             style_image = match_colors(style_image, initial_tensor)
         targets = style_targets(vgg, style_image.to(device), config.loss.style_layers,
                                 config.loss.style_scales, config.loss.statistic)
-        objective = Objective(vgg=vgg, style=targets, loss=config.loss, regularizer=config.texture.regularizer)
+        objective = Objective(vgg=vgg, style=targets, loss=config.loss, regularizer=config.texture.regularizer,
+                              seams=seams)
         depth_reference = reference_depth(pyramids, config.loss)
         views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config, depth_reference)
                  for camera, pyramid in zip(train_cameras, progress(pyramids, desc="patches", unit="view"))]
@@ -156,6 +172,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         "views": len(train_cameras),
         "holdout_views": len(holdout),
         "dropped_views": dropped,
+        "seams": seams.info(),
         "coverage": float(np.mean([float(p.levels[0].mask.float().mean()) for p in pyramids])),
         "content_target": content_source,
         "reference_depth_m": depth_reference,
@@ -165,7 +182,34 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
     }
     return Prepared(atlas=atlas, initial=initial, train_cameras=train_cameras, holdout=holdout, views=views,
                     holdout_views=holdout_views, objective=objective,
-                    style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings)
+                    style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings,
+                    seams=seams, texels=texels, seen=seen)
+
+
+def finish_texture(texture: np.ndarray, prepared: Prepared) -> tuple[np.ndarray, dict[str, float]]:
+    """The optimised (H,W,3) texture made whole: texels no training view saw take paint carried
+    over the surface from the seen ones (never their original colours), gutters are refilled from
+    across the seams, and the texels beyond the gutters from coarse means. Returns the texture and
+    the run.json figures of how much was painted."""
+    texels, seen = prepared.texels, prepared.seen
+    texture = np.ascontiguousarray(texture, dtype=np.float32)
+    if texels is None or seen is None or len(texels.index) == 0:
+        return texture, {}
+    texture = propagate_paint(texture, texels, seen)
+    if prepared.seams is not None:
+        texture = fill_seams_numpy(texture, prepared.seams)
+    size = texture.shape[0]
+    filled = np.zeros(size * size, dtype=bool)
+    filled[texels.index] = True
+    if prepared.seams is not None:
+        filled[prepared.seams.gutter] = True
+    texture = fill_gutter(texture, filled.reshape(size, size), 0).clip(0.0, 1.0)
+    used = len(texels.index)
+    propagated = used - int(seen.sum())
+    # Every used texel now holds paint: seen ones from the optimiser, the rest carried over.
+    painted = float(seen.any()) if propagated else 1.0
+    return texture, {"used_texels": used, "seen_share": round(float(seen.mean()), 4),
+                     "propagated_share": round(propagated / used, 4), "painted_share": painted}
 
 
 def style_pixels(style: str | Path | np.ndarray, size: int) -> np.ndarray:
@@ -187,7 +231,11 @@ def choose_cameras(scene: Scene, rasterizer: Rasterizer, config: StylizeConfig,
         photos, _report = select_frames(scene.photos, rasterizer, wanted, rng)
         return [photo.camera for photo in photos], {id(photo.camera): photo for photo in photos}
     height = config.raster.image_height
-    cameras = for_scene(scene, wanted, config.cameras, rng, int(round(height * ASPECT)), height)
+    # More candidates than views: the training views are then picked for texel coverage.
+    candidates = max(wanted, int(round(config.cameras.views * max(1.0, config.cameras.candidates)))
+                     + config.cameras.holdout)
+    cameras = for_scene(scene, candidates, config.cameras, rng, int(round(height * ASPECT)), height,
+                        rasterizer=rasterizer)
     return cameras, {}
 
 
@@ -238,6 +286,22 @@ def split_holdout(cameras: list[Camera], holdout: int, rng: np.random.Generator)
     held = set(rng.choice(len(cameras), size=count, replace=False).tolist()) if count else set()
     train = [c for i, c in enumerate(cameras) if i not in held]
     return train, [c for i, c in enumerate(cameras) if i in held]
+
+
+def split_for_coverage(cameras: list[Camera], config: StylizeConfig, rasterizer: Rasterizer, atlas: Atlas,
+                       rng: np.random.Generator) -> tuple[list[Camera], list[Camera]]:
+    """Training views: the `cameras.views` candidates that together see the most atlas texels;
+    holdout views: drawn at random from the other candidates (from all when none is left)."""
+    count = min(config.cameras.views, len(cameras))
+    order, _share = select_for_coverage(cameras, count, rasterizer, atlas.uv)
+    chosen = set(order)
+    train = [cameras[i] for i in order]
+    rest = [camera for i, camera in enumerate(cameras) if i not in chosen]
+    holdout = min(max(0, config.cameras.holdout), len(rest))
+    if holdout == 0 and config.cameras.holdout > 0:
+        return split_holdout(cameras, config.cameras.holdout, rng)
+    held = sorted(rng.choice(len(rest), size=holdout, replace=False).tolist()) if holdout else []
+    return train, [rest[i] for i in held]
 
 
 def pyramid_heights(config: StylizeConfig) -> list[int]:

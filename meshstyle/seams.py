@@ -1,0 +1,290 @@
+"""Seamless gutters: each UV chart's gutter holds the paint of the surface across its border.
+
+A chart ends at a UV seam, but the surface goes on in another chart. Bilinear and mip-mapped
+lookups near a chart's border read its gutter texels, so when those hold the chart's own border
+colour (dilation), a stroke visibly stops at every seam. Here every gutter texel is placed on the
+surface by walking from its chart over the seam: its UV position is extrapolated in the plane of
+the nearest face of its chart, and the point is unfolded across each edge it leaves by (rotated
+about that edge into the next face's plane) until it lies inside a face, as if the surface had
+been flattened across the seam. The texel then takes the bilinear paint at that face's own UV.
+
+`build_seam_fill` computes that gutter -> source map once per atlas (cached on disk with the atlas);
+`fill_seams` applies it to a torch texture, differentiably, so the optimiser's gradient at gutter
+texels flows to the texels across the seam; `fill_seams_numpy` does the same for exported images.
+Sources are always covered texels of the target chart, so one pass is exact (no gutter reads a gutter).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.ndimage import distance_transform_cdt
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from .cache import cache_dir, fingerprint
+from .io import atomic_path
+from .progress import warn
+
+SEAM_GUTTER_TEXELS = 4       # gutter ring filled across seams: mip level 2 still reads paint
+MAX_WALK = 24                # faces a gutter point may cross before it is clamped where it is
+SEAMS_VERSION = 1            # bump when the map changes, so cached maps are not reused
+
+
+@dataclass
+class SeamFill:
+    """Gutter texel -> bilinear source texels on the surface across the chart border."""
+    size: int                 # texture side the map belongs to
+    gutter: np.ndarray        # (G,) int64 flat texel index (row * size + col) of each gutter texel
+    source: np.ndarray        # (G,4) int64 flat texel indices it reads
+    weight: np.ndarray        # (G,4) float32 bilinear weights, summing to 1
+    across: int               # gutter texels whose source lies in another chart (across a seam)
+    seconds: float = 0.0
+    cached: bool = False
+
+    def info(self) -> dict:
+        return {"gutter_texels": int(len(self.gutter)), "across_seams": int(self.across),
+                "seconds": round(self.seconds, 3), "cached": self.cached}
+
+    def torch_indices(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        key = str(device)
+        cached = getattr(self, "_torch", {})
+        if key not in cached:
+            cached[key] = (torch.from_numpy(self.gutter).to(device), torch.from_numpy(self.source).to(device),
+                           torch.from_numpy(self.weight).to(device))
+            object.__setattr__(self, "_torch", cached)
+        return cached[key]
+
+
+def fill_seams(texture: torch.Tensor, seams: SeamFill) -> torch.Tensor:
+    """(C,H,W) texture with its gutter texels re-read from across the seams; out of place and
+    differentiable: a gutter texel's gradient goes to its source texels, not to itself."""
+    channels, height, width = texture.shape
+    if height != seams.size or width != seams.size or len(seams.gutter) == 0:
+        return texture
+    gutter, source, weight = seams.torch_indices(texture.device)
+    flat = texture.reshape(channels, -1)
+    values = (flat[:, source] * weight.to(texture.dtype)).sum(dim=-1)       # (C,G)
+    return flat.index_copy(1, gutter, values).view(channels, height, width)
+
+
+def fill_seams_numpy(texture: np.ndarray, seams: SeamFill) -> np.ndarray:
+    """(H,W,C) image with its gutter texels re-read from across the seams (a new array)."""
+    height, width = texture.shape[:2]
+    result = np.array(texture, dtype=np.float32)
+    if height != seams.size or width != seams.size or len(seams.gutter) == 0:
+        return result
+    flat = result.reshape(height * width, -1)
+    flat[seams.gutter] = np.einsum("gk,gkc->gc", seams.weight, flat[seams.source])
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Building the map
+
+
+def seam_fill_for(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int,
+                  width: int = SEAM_GUTTER_TEXELS) -> SeamFill:
+    """`build_seam_fill`, read from / written to the on-disk cache (keyed by geometry, UVs, size)."""
+    started = time.perf_counter()
+    key = fingerprint("seams", SEAMS_VERSION, np.asarray(vertices, np.float64), np.asarray(faces, np.int64),
+                      np.asarray(uv, np.float32), int(size), int(width))
+    path = cache_dir("seams") / f"{key}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return SeamFill(size=int(stored["size"]), gutter=stored["gutter"], source=stored["source"],
+                                weight=stored["weight"], across=int(stored["across"]),
+                                seconds=time.perf_counter() - started, cached=True)
+        except Exception as exc:  # a damaged cache entry is recomputed, never trusted
+            warn(f"ignoring unreadable seam cache entry {path.name} ({type(exc).__name__})")
+    seams = build_seam_fill(vertices, faces, uv, size, width)
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, size=seams.size, gutter=seams.gutter, source=seams.source,
+                         weight=seams.weight, across=seams.across)
+    except OSError as exc:  # a read-only cache only costs time
+        warn(f"could not cache the seam map ({exc})")
+    return seams
+
+
+def build_seam_fill(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int,
+                    width: int = SEAM_GUTTER_TEXELS) -> SeamFill:
+    """The gutter -> source map of the empty texels within `width` (chessboard) of a chart."""
+    from .atlas import rasterize_atlas
+
+    started = time.perf_counter()
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    uv = np.asarray(uv, dtype=np.float64)
+    face_id, _ = rasterize_atlas(uv, size)
+    covered = face_id >= 0
+    empty = np.zeros(0, dtype=np.int64)
+    if not covered.any() or covered.all():
+        return SeamFill(size, empty, np.zeros((0, 4), np.int64), np.zeros((0, 4), np.float32), 0,
+                        time.perf_counter() - started)
+    distance, (near_row, near_col) = distance_transform_cdt(~covered, metric="chessboard", return_indices=True)
+    gutter_mask = ~covered & (distance <= width)
+    rows, cols = np.nonzero(gutter_mask)
+    start_face = face_id[near_row[rows, cols], near_col[rows, cols]]
+    texel_uv = np.stack([(cols + 0.5) / size, 1.0 - (rows + 0.5) / size], axis=1)
+
+    chart = chart_labels(uv)
+    adjacent = face_adjacency(vertices, faces)
+    corners = vertices[faces]                                                # (F,3,3)
+    point, face = _extrapolate(texel_uv, uv[start_face], corners[start_face]), start_face.copy()
+    bary, face = _walk(point, face, corners, adjacent)
+
+    source_uv = np.einsum("gk,gkd->gd", bary, uv[face])
+    source, weight = _bilinear_taps(source_uv, size, face_id, chart, chart[face])
+    # A point whose taps all lie outside its chart (a sliver) reads the nearest texel of its chart.
+    lost = weight.sum(axis=1) <= 0
+    if lost.any():
+        x = np.clip(np.round(source_uv[lost, 0] * size - 0.5), 0, size - 1).astype(np.int64)
+        y = np.clip(np.round((1.0 - source_uv[lost, 1]) * size - 0.5), 0, size - 1).astype(np.int64)
+        nearest = near_row[y, x] * size + near_col[y, x]
+        source[lost] = nearest[:, None]
+        weight[lost] = 0.25
+    weight /= weight.sum(axis=1, keepdims=True)
+    across = int((chart[face] != chart[start_face]).sum())
+    return SeamFill(size=size, gutter=(rows * size + cols).astype(np.int64), source=source,
+                    weight=weight.astype(np.float32), across=across, seconds=time.perf_counter() - started)
+
+
+def chart_labels(uv: np.ndarray) -> np.ndarray:
+    """(F,) UV island of every face: faces joined through shared UV corners (quantised to 1e-6)."""
+    face_count = len(uv)
+    if face_count == 0:
+        return np.zeros(0, dtype=np.int64)
+    quantised = np.round(np.asarray(uv, np.float64).reshape(-1, 2) * 1e6).astype(np.int64)
+    _, point_id = np.unique(quantised[:, 0] * 4_000_003 + quantised[:, 1], return_inverse=True)
+    face = np.repeat(np.arange(face_count), 3)
+    nodes = face_count + int(point_id.max()) + 1
+    graph = coo_matrix((np.ones(len(face), dtype=np.int8), (face, face_count + point_id.ravel())),
+                       shape=(nodes, nodes))
+    return connected_components(graph, directed=False)[1][:face_count].astype(np.int64)
+
+
+def face_adjacency(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F,3) the face across the edge opposite each corner (-1 on a boundary). Vertices are welded
+    by position, so meshes whose exporter split vertices at UV seams stay connected there; on an
+    edge shared by more than two faces, faces pair up in sorted order."""
+    extent = max(float(np.ptp(vertices, axis=0).max()), 1e-9) if len(vertices) else 1.0
+    _, welded = np.unique(np.round(vertices / (extent * 1e-7)).astype(np.int64), axis=0, return_inverse=True)
+    welded = welded.reshape(-1)[faces]
+    a, b = welded[:, [1, 2, 0]], welded[:, [2, 0, 1]]             # edge opposite corner k
+    key = (np.minimum(a, b) * (int(welded.max()) + 1) + np.maximum(a, b)).ravel()
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    starts = np.r_[True, sorted_key[1:] != sorted_key[:-1]]
+    position = np.arange(len(key)) - np.maximum.accumulate(np.where(starts, np.arange(len(key)), 0))
+    # Entries i, i+1 of one edge pair up when i is at an even place in its run of equal keys.
+    pair = np.flatnonzero((position[:-1] % 2 == 0) & (sorted_key[1:] == sorted_key[:-1]))
+    h1, h2 = order[pair], order[pair + 1]
+    adjacent = np.full(len(key), -1, dtype=np.int64)
+    adjacent[h1], adjacent[h2] = h2 // 3, h1 // 3
+    return adjacent.reshape(-1, 3)
+
+
+def _extrapolate(point_uv: np.ndarray, face_uv: np.ndarray, face_corners: np.ndarray) -> np.ndarray:
+    """3-D points in the planes of faces at UV positions (outside the faces: extrapolated)."""
+    e1, e2 = face_uv[:, 1] - face_uv[:, 0], face_uv[:, 2] - face_uv[:, 0]
+    p = point_uv - face_uv[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    safe = np.where(np.abs(det) > 1e-18, det, 1.0)
+    b1 = (p[:, 0] * e2[:, 1] - p[:, 1] * e2[:, 0]) / safe
+    b2 = (e1[:, 0] * p[:, 1] - e1[:, 1] * p[:, 0]) / safe
+    degenerate = np.abs(det) <= 1e-18
+    b1[degenerate], b2[degenerate] = 1 / 3, 1 / 3
+    return (face_corners[:, 0] * (1 - b1 - b2)[:, None] + face_corners[:, 1] * b1[:, None]
+            + face_corners[:, 2] * b2[:, None])
+
+
+def _barycentric(point: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """(N,3) barycentric coordinates of points projected into their triangles' planes."""
+    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    p = point - corners[:, 0]
+    d11, d12, d22 = (e1 * e1).sum(1), (e1 * e2).sum(1), (e2 * e2).sum(1)
+    p1, p2 = (p * e1).sum(1), (p * e2).sum(1)
+    det = d11 * d22 - d12 * d12
+    safe = np.where(det > 1e-30, det, 1.0)
+    b1 = (d22 * p1 - d12 * p2) / safe
+    b2 = (d11 * p2 - d12 * p1) / safe
+    bary = np.stack([1 - b1 - b2, b1, b2], axis=1)
+    bary[det <= 1e-30] = 1 / 3
+    return bary
+
+
+def _walk(point: np.ndarray, face: np.ndarray, corners: np.ndarray, adjacent: np.ndarray,
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Move points (each in its face's plane) across face edges, unfolding the surface, until
+    each lies inside a face; returns (barycentric weights, face). Points that reach a boundary
+    edge, or walk MAX_WALK faces, are clamped into the face they are on."""
+    point, face = point.copy(), face.copy()
+    bary = np.zeros((len(point), 3))
+    active = np.arange(len(point))
+    tolerance = -1e-6
+    for _ in range(MAX_WALK):
+        if len(active) == 0:
+            break
+        here = corners[face[active]]
+        weights = _barycentric(point[active], here)
+        inside = weights.min(axis=1) >= tolerance
+        exit_corner = weights.argmin(axis=1)
+        neighbour = adjacent[face[active], exit_corner]
+        stop = inside | (neighbour < 0)
+        bary[active[stop]] = weights[stop]
+        moving = ~stop
+        index = active[moving]
+        if len(index) == 0:
+            active = index
+            break
+        k = exit_corner[moving]
+        tri = here[moving]
+        a = tri[np.arange(len(k)), (k + 1) % 3]
+        b = tri[np.arange(len(k)), (k + 2) % 3]
+        edge = b - a
+        edge /= np.maximum(np.linalg.norm(edge, axis=1, keepdims=True), 1e-30)
+        offset = point[index] - a
+        along = (offset * edge).sum(1, keepdims=True)
+        across = np.linalg.norm(offset - along * edge, axis=1, keepdims=True)
+        # Into the next face: perpendicular to the shared edge, towards that face's far corner.
+        next_face = neighbour[moving]
+        next_corners = corners[next_face]
+        far = next_corners - a[:, None, :]
+        far_offset = far - (far * edge[:, None, :]).sum(2, keepdims=True) * edge[:, None, :]
+        far_distance = np.linalg.norm(far_offset, axis=2)
+        inward = far_offset[np.arange(len(k)), far_distance.argmax(axis=1)]
+        inward /= np.maximum(np.linalg.norm(inward, axis=1, keepdims=True), 1e-30)
+        point[index] = a + along * edge + across * inward
+        face[index] = next_face
+        active = index
+    if len(active):
+        bary[active] = _barycentric(point[active], corners[face[active]])
+    bary = np.clip(bary, 0.0, None)
+    total = bary.sum(axis=1, keepdims=True)
+    bary = np.where(total > 0, bary / np.where(total > 0, total, 1.0), 1 / 3)
+    return bary, face
+
+
+def _bilinear_taps(source_uv: np.ndarray, size: int, face_id: np.ndarray, chart: np.ndarray,
+                   source_chart: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 4 bilinear texels around each UV and their weights, zero for texels outside its chart."""
+    x = source_uv[:, 0] * size - 0.5
+    y = (1.0 - source_uv[:, 1]) * size - 0.5
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = x - x0, y - y0
+    taps, weights = [], []
+    for dy, dx, w in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+        col = np.clip(x0 + dx, 0, size - 1).astype(np.int64)
+        row = np.clip(y0 + dy, 0, size - 1).astype(np.int64)
+        tap_face = face_id[row, col]
+        same_chart = (tap_face >= 0) & (chart[np.maximum(tap_face, 0)] == source_chart)
+        taps.append(row * size + col)
+        weights.append(np.where(same_chart, w, 0.0))
+    return np.stack(taps, axis=1), np.stack(weights, axis=1)
+
