@@ -15,25 +15,25 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .atlas import Atlas, atlas_info, bake_texture, fill_gutter, make_atlas
-from .cameras import Camera, filter_views, for_scene
-from .config import StylizeConfig
-from .errors import InputError
-from .fragments import ViewPyramid
-from .losses import match_colors, style_targets
-from .paint import TexelPoints, propagate_paint, seen_mask, select_for_coverage, texel_points
-from .optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
+from meshstyle.atlas.coverage import TexelPoints, propagate_paint, seen_mask, select_for_coverage, texel_points
+from meshstyle.atlas.seams import SeamFill, fill_seams_numpy, seam_fill_for
+from meshstyle.atlas.unwrap import Atlas, atlas_info, bake_texture, fill_gutter, make_atlas
+from meshstyle.views.cameras import Camera, filter_views, for_scene
+from meshstyle.config import StylizeConfig
+from meshstyle.errors import InputError
+from meshstyle.raster.fragments import ViewPyramid
+from meshstyle.stylize.losses import match_colors, style_targets
+from meshstyle.stylize.optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
                        render_patch, steps_per_second)
-from .patches import LevelPatch, reference_depth, split_by_depth
-from .progress import log, progress
-from .raster import Rasterizer, view_pyramids
-from .result import StylizeResult
-from .scans import content_target, default_texture_size, select_frames
-from .scene import Photo, Scene, TexturedMesh
-from .seams import SeamFill, fill_seams_numpy, seam_fill_for
-from .styles import load_style, resize_long_side
-from .texture import LaplacianTexture
-from .vgg import load_vgg
+from meshstyle.stylize.patches import LevelPatch, reference_depth, split_by_depth
+from meshstyle.common.progress import log, progress
+from meshstyle.raster.rasterizer import Rasterizer, view_pyramids
+from meshstyle.outputs.run_folder import StylizeResult
+from meshstyle.inputs.scans import content_target, default_texture_size, select_frames
+from meshstyle.geometry.scene import Photo, Scene, TexturedMesh
+from meshstyle.inputs.styles import load_style, resize_long_side
+from meshstyle.stylize.texture import LaplacianTexture
+from meshstyle.stylize.vgg import load_vgg
 
 CHECKPOINT_NAME = "checkpoint.pt"
 ASPECT = 4 / 3   # width / height of generated cameras
@@ -187,29 +187,35 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
 
 
 def finish_texture(texture: np.ndarray, prepared: Prepared) -> tuple[np.ndarray, dict[str, float]]:
-    """The optimised (H,W,3) texture made whole: texels no training view saw take paint carried
-    over the surface from the seen ones (never their original colours), gutters are refilled from
-    across the seams, and the texels beyond the gutters from coarse means. Returns the texture and
-    the run.json figures of how much was painted."""
+    """The optimised (H,W,3) texture made whole (`paint_unseen`); returns it and the run.json
+    figures of how much was painted."""
     texels, seen = prepared.texels, prepared.seen
     texture = np.ascontiguousarray(texture, dtype=np.float32)
     if texels is None or seen is None or len(texels.index) == 0:
         return texture, {}
+    used = len(texels.index)
+    propagated = used - int(seen.sum())
+    # Every used texel now holds paint: seen ones from the optimiser, the rest carried over
+    # (nothing to carry when no view saw anything).
+    painted = 1.0 if propagated == 0 or seen.any() else 0.0
+    return paint_unseen(texture, texels, seen, prepared.seams), {
+        "used_texels": used, "seen_share": round(float(seen.mean()), 4),
+        "propagated_share": round(propagated / used, 4), "painted_share": painted}
+
+
+def paint_unseen(texture: np.ndarray, texels: TexelPoints, seen: np.ndarray, seams: SeamFill | None) -> np.ndarray:
+    """Texels no training view saw take paint carried over the surface from the seen ones (never
+    their original colours), then the gutters and the band along each seam are refilled from
+    across the seams, and the texels beyond the gutters from coarse means."""
     texture = propagate_paint(texture, texels, seen)
-    if prepared.seams is not None:
-        texture = fill_seams_numpy(texture, prepared.seams)
+    if seams is not None:
+        texture = fill_seams_numpy(texture, seams)
     size = texture.shape[0]
     filled = np.zeros(size * size, dtype=bool)
     filled[texels.index] = True
-    if prepared.seams is not None:
-        filled[prepared.seams.gutter] = True
-    texture = fill_gutter(texture, filled.reshape(size, size), 0).clip(0.0, 1.0)
-    used = len(texels.index)
-    propagated = used - int(seen.sum())
-    # Every used texel now holds paint: seen ones from the optimiser, the rest carried over.
-    painted = float(seen.any()) if propagated else 1.0
-    return texture, {"used_texels": used, "seen_share": round(float(seen.mean()), 4),
-                     "propagated_share": round(propagated / used, 4), "painted_share": painted}
+    if seams is not None:
+        filled[seams.gutter] = True
+    return fill_gutter(texture, filled.reshape(size, size), 0).clip(0.0, 1.0)
 
 
 def style_pixels(style: str | Path | np.ndarray, size: int) -> np.ndarray:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from meshstyle.atlas import fill_gutter, project_charts, rasterize_atlas, sample_wrapped
-from meshstyle.seams import (build_seam_fill, chart_labels, face_adjacency, fill_seams, fill_seams_numpy,
+from meshstyle.atlas.unwrap import fill_gutter, project_charts, rasterize_atlas, sample_wrapped
+from meshstyle.atlas.seams import (build_seam_fill, chart_labels, face_adjacency, fill_seams, fill_seams_numpy,
                              seam_fill_for)
 
 SIZE = 128

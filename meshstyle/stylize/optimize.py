@@ -31,14 +31,14 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .config import LossConfig, OptimConfig
-from .errors import InputError
-from .io import atomic_path
-from .losses import StyleTargets, content_loss, style_loss, tv_loss
-from .patches import LevelPatch
-from .progress import progress
-from .seams import SeamFill, fill_seams
-from .texture import LaplacianTexture, sample
+from meshstyle.config import LossConfig, OptimConfig
+from meshstyle.errors import InputError
+from meshstyle.common.io import atomic_path
+from meshstyle.stylize.losses import StyleTargets, content_loss, style_loss, tv_loss
+from meshstyle.stylize.patches import LevelPatch
+from meshstyle.common.progress import progress
+from meshstyle.atlas.seams import SeamFill, fill_seams
+from meshstyle.stylize.texture import LaplacianTexture, sample
 
 CHECKPOINT_VERSION = 1
 NEUTRAL_FILL = 0.5   # grey behind uncovered pixels: no style pull towards any colour
@@ -115,7 +115,7 @@ class LossTerms:
 
 @dataclass
 class OptimizeResult:
-    texture: torch.Tensor             # (3,H,W) final summed texture in [0,1]
+    texture: torch.Tensor             # (3,H,W) final summed texture in [0,1] (gutters as optimised)
     history: list[dict[str, float]]
     checkpoint: dict[str, Any]
     steps_run: int                    # steps this call ran (fewer than iters after a resume)
@@ -211,7 +211,8 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
     if checkpoint_path is not None:
         save_checkpoint(checkpoint_path, checkpoint)
     with torch.no_grad():
-        final = objective.painted(texture()).clamp(0.0, 1.0)
+        # The texture as optimised, gutters not refilled: the caller finishes it (pipeline.finish_texture).
+        final = texture().clamp(0.0, 1.0)
     return OptimizeResult(texture=final, history=history, checkpoint=checkpoint,
                           steps_run=len(history) - start, seconds=time.perf_counter() - started)
 

@@ -25,10 +25,10 @@ from scipy.ndimage import distance_transform_cdt, distance_transform_edt
 from scipy.sparse import coo_matrix, csr_matrix, vstack
 from scipy.sparse.csgraph import connected_components
 
-from .cache import cache_dir, fingerprint
-from .io import atomic_path
-from .kernels import parallel_kernel, prange
-from .progress import warn
+from meshstyle.common.cache import cache_dir, fingerprint
+from meshstyle.common.io import atomic_path
+from meshstyle.common.kernels import parallel_kernel, prange
+from meshstyle.common.progress import warn
 
 SEAM_GUTTER_TEXELS = 4       # gutter ring filled across seams: mip level 2 still reads paint
 SEAM_BAND = 3                # texels on each side of a seam cross-faded with the other side
@@ -233,7 +233,7 @@ def seam_fill_for(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size:
 def build_seam_fill(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int,
                     width: int = SEAM_GUTTER_TEXELS) -> SeamFill:
     """The gutter -> source map of the empty texels within `width` (chessboard) of a chart."""
-    from .atlas import rasterize_atlas
+    from meshstyle.atlas.unwrap import rasterize_atlas
 
     started = time.perf_counter()
     vertices = np.asarray(vertices, dtype=np.float64)

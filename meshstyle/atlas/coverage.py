@@ -18,8 +18,8 @@ from typing import Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .cameras import Camera
-from .fragments import Fragments
+from meshstyle.views.cameras import Camera
+from meshstyle.raster.fragments import Fragments
 
 DEPTH_TOLERANCE = 0.02        # a texel is visible where the view's surface lies within 2% of its depth
 SELECTION_HEIGHT = 64         # image height at which candidate views are judged for coverage
@@ -36,7 +36,7 @@ class TexelPoints:
 
 
 def texel_points(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int) -> TexelPoints:
-    from .atlas import rasterize_atlas
+    from meshstyle.atlas.unwrap import rasterize_atlas
 
     face_id, bary = rasterize_atlas(uv, size)
     used = face_id >= 0
