@@ -6,9 +6,10 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from meshstyle.atlas.unwrap import fill_gutter, project_charts, rasterize_atlas, sample_wrapped
-from meshstyle.atlas.seams import (build_seam_fill, chart_labels, face_adjacency, fill_seams, fill_seams_numpy,
-                             seam_fill_for)
+from meshstyle.atlas.seams import (MIN_CHART_SIDE_TEXELS, build_seam_fill, chart_fragmentation, chart_labels,
+                                   face_adjacency, fill_seams, fill_seams_numpy, seam_fill_for)
+from meshstyle.atlas.unwrap import fill_gutter, make_atlas, project_charts, rasterize_atlas, sample_wrapped
+from meshstyle.geometry.scene import Appearance, Scene
 
 SIZE = 128
 
@@ -118,3 +119,38 @@ def test_seam_map_is_cached(cube_atlas, tmp_path, monkeypatch):
     second = seam_fill_for(vertices, faces, uv, SIZE)
     assert not first.cached and second.cached
     assert np.array_equal(first.source, second.source) and np.array_equal(first.gutter, second.gutter)
+
+
+def grid_scene(per_face_charts: bool) -> Scene:
+    """A 2 m square floor of 8x8 quads with a texture, its atlas either one chart for the whole
+    floor or every triangle its own island (as scanning pipelines write them)."""
+    steps = np.linspace(0.0, 2.0, 9)
+    vertices = np.array([[x, y, 0.0] for y in steps for x in steps])
+    faces = []
+    for j in range(8):
+        for i in range(8):
+            a, b, c, d = j * 9 + i, j * 9 + i + 1, (j + 1) * 9 + i + 1, (j + 1) * 9 + i
+            faces += [[a, b, c], [a, c, d]]
+    faces = np.array(faces, dtype=np.int64)
+    if per_face_charts:
+        cell = 1.0 / 12
+        corners = np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]) * cell
+        origins = np.array([[(k % 12) * cell, (k // 12) * cell] for k in range(len(faces))])
+        uv = origins[:, None, :] + corners[None]
+    else:
+        # Slightly off the texel grid, so no texel centre lies on a shared edge (claimed twice).
+        uv = vertices[faces][..., :2] / 2.0 * [0.97, 0.95] + [0.011, 0.023]
+    texture = np.random.default_rng(0).uniform(size=(32, 32, 3)).astype(np.float32)
+    return Scene("floor", vertices, faces, Appearance(uv=uv.astype(np.float32), textures=[texture],
+                                                      face_texture=np.zeros(len(faces), dtype=np.int32)))
+
+
+def test_an_atlas_of_tiny_charts_is_unwrapped_again_and_a_whole_one_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("MESHSTYLE_CACHE", str(tmp_path))
+    tiny, whole = grid_scene(True), grid_scene(False)
+    fragmented, figures = chart_fragmentation(tiny.appearance.uv, 256)
+    assert fragmented and figures["charts"] == 128 and figures["median_chart_side_texels"] < MIN_CHART_SIDE_TEXELS
+    assert not chart_fragmentation(whole.appearance.uv, 256)[0]
+    assert make_atlas(whole, 256).method == "kept"
+    unwrapped = make_atlas(tiny, 256)
+    assert unwrapped.method != "kept" and unwrapped.charts == 1

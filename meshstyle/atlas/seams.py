@@ -438,3 +438,35 @@ def _bilinear_taps(source_uv: np.ndarray, size: int, face_id: np.ndarray, chart:
         weights.append(np.where(same_chart, w, 0.0))
     return np.stack(taps, axis=1), np.stack(weights, axis=1)
 
+
+
+# ----------------------------------------------------------------------------------------------
+# When a kept atlas is too fragmented for strokes
+
+
+MIN_CHART_SIDE_TEXELS = 24.0  # about one stroke: smaller charts hold stroke fragments, not strokes
+
+
+def chart_fragmentation(uv: np.ndarray, size: int) -> tuple[bool, dict]:
+    """Whether an existing atlas is made of charts too small for strokes, and the figures behind it.
+
+    A stroke crosses a seam through the gutter fill, which reaches SEAM_GUTTER_TEXELS texels and
+    needs the gutter space to exist; scanning pipelines often write thousands of tiny charts packed
+    edge to edge, so most strokes would be cut into pieces. Measure: the texel-weighted median chart
+    side (sqrt of a chart's area in texels at `size`; half of the used texels lie in charts at most
+    this wide). Fragmented when it is below MIN_CHART_SIDE_TEXELS.
+    """
+    uv = np.asarray(uv, dtype=np.float64)
+    chart = chart_labels(uv)
+    e1, e2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+    texels = 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) * size * size
+    chart_texels = np.bincount(chart, weights=texels) if len(chart) else np.zeros(0)
+    chart_texels = chart_texels[chart_texels > 0]
+    if len(chart_texels) == 0:
+        return False, {"charts": 0}
+    order = np.argsort(chart_texels)
+    cumulative = np.cumsum(chart_texels[order])
+    median = float(np.sqrt(chart_texels[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])]))
+    figures = {"charts": int(len(chart_texels)), "faces_per_chart": round(len(uv) / len(chart_texels), 2),
+               "median_chart_side_texels": round(median, 1)}
+    return median < MIN_CHART_SIDE_TEXELS, figures

@@ -72,6 +72,8 @@ def make_atlas(scene: Scene, size: int, config: SceneConfig | None = None) -> At
     started = time.perf_counter()
     if not config.reunwrap:
         kept_uv = usable_source_uv(scene.appearance, size)
+        if kept_uv is not None and _too_fragmented(kept_uv, size):
+            kept_uv = None
         if kept_uv is not None:
             return _measured(scene, kept_uv, size, "kept", started)
 
@@ -89,6 +91,18 @@ def make_atlas(scene: Scene, size: int, config: SceneConfig | None = None) -> At
     log(f"atlas: {atlas.method}, {atlas.charts} charts, {atlas.utilisation:.0%} of {size}^2 texels used, "
         f"{atlas.texels_per_metre:.0f} texels/m, {atlas.seconds:.1f} s")
     return atlas
+
+
+def _too_fragmented(uv: np.ndarray, size: int) -> bool:
+    """A kept atlas of charts smaller than a stroke is unwrapped again (atlas.seams.chart_fragmentation)."""
+    from meshstyle.atlas.seams import MIN_CHART_SIDE_TEXELS, chart_fragmentation
+
+    fragmented, figures = chart_fragmentation(uv, size)
+    if fragmented:
+        log(f"atlas: the scene's own atlas is fragmented ({figures['charts']} charts; half of its texels lie in "
+            f"charts under {figures['median_chart_side_texels']:.0f} texels a side, below "
+            f"{MIN_CHART_SIDE_TEXELS:.0f}): unwrapping again so strokes run on across the surface")
+    return fragmented
 
 
 def usable_source_uv(appearance: Appearance, size: int) -> np.ndarray | None:
