@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import scenes
-from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
+from meshstyle.geometry.camera import Camera, look_at
+from meshstyle.views.cameras import intrinsics_from_fov
 from meshstyle.atlas.seams import seam_fill_for
-from meshstyle.atlas.coverage import propagate_paint, seen_mask, select_for_coverage, texel_points
+from meshstyle.views.coverage import propagate_paint, seen_mask, select_for_coverage, texel_points
 from meshstyle.pipeline import quick_config, stylize
 from meshstyle.raster.rasterizer import Rasterizer
 from meshstyle.stylize.texture import LaplacianTexture

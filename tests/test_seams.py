@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from meshstyle.atlas.seams import (MIN_CHART_SIDE_TEXELS, build_seam_fill, chart_fragmentation, chart_labels,
-                                   face_adjacency, fill_seams, fill_seams_numpy, seam_fill_for)
+from meshstyle.atlas.charts import MIN_CHART_SIDE_TEXELS, chart_fragmentation, chart_labels
+from meshstyle.atlas.seams import build_seam_fill, face_adjacency, fill_seams, fill_seams_numpy, seam_fill_for
 from meshstyle.atlas.unwrap import fill_gutter, make_atlas, project_charts, rasterize_atlas, sample_wrapped
 from meshstyle.geometry.scene import Appearance, Scene
 

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
-from meshstyle.views.cameras import Camera
+from meshstyle.geometry.camera import Camera
 from meshstyle.raster.fragments import Fragments
 
 DEPTH_TOLERANCE = 0.02        # a texel is visible where the view's surface lies within 2% of its depth
