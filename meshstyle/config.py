@@ -52,6 +52,8 @@ class CameraConfig:
     min_coverage: float = ranged(0.05, 0.0, 1.0)   # drop views whose covered share of the image is below this
     holdout: int = ranged(4, 0)                    # extra views never trained on, for eval
     fov_deg: float = ranged(70.0, 0.0, 180.0, above=True, below=True)   # vertical field of view of generated cameras
+    candidates: float = ranged(3.0, 1.0)           # generated candidate views per optimisation view; the
+                                                   # views seeing the most atlas texels are kept (1 = no choice)
 
 
 @dataclass

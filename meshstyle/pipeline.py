@@ -16,8 +16,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from meshstyle.atlas.unwrap import Atlas, atlas_info, bake_texture, make_atlas
+from meshstyle.atlas.seams import SeamFill, fill_seams_numpy, seam_fill_for
+from meshstyle.atlas.unwrap import Atlas, atlas_info, bake_texture, fill_gutter, make_atlas
 from meshstyle.views.cameras import for_scene, view_coverage
+from meshstyle.views.coverage import TexelPoints, propagate_paint, seen_mask, select_for_coverage, texel_points
 from meshstyle.common import distributed
 from meshstyle.config import LossConfig, StylizeConfig
 from meshstyle.errors import InputError
@@ -70,6 +72,9 @@ class Prepared:
     style_image: np.ndarray           # (H,W,3) as used for the style targets
     info: dict[str, Any]
     timings: dict[str, float]
+    seams: SeamFill | None = None     # gutter -> texels across the seams, applied at every lookup
+    texels: TexelPoints | None = None # the atlas's used texels on the surface
+    seen: np.ndarray | None = None    # (T,) which of them a training view sees
 
     style_images: list[np.ndarray] = field(default_factory=list)   # every blended style, as used
 
@@ -106,6 +111,8 @@ def stylize(scene: Scene | None, style: str | Path | np.ndarray, config: Stylize
                            checkpoint_path=checkpoint_path if world.is_main else None, resume=resume_state,
                            world=world, on_step=step_hook(observers, lambda: texture_pixels(texture)))
     info = dict(prepared.info)
+    final, info["painted"] = finish_texture(outcome.texture.permute(1, 2, 0).cpu().numpy(), prepared)
+    final_tensor = torch.from_numpy(final).permute(2, 0, 1).contiguous().to(device)
     info["steps"] = len(outcome.history)
     info["steps_per_s"] = steps_per_second(outcome.history[len(outcome.history) - outcome.steps_run:])
     if world.enabled:
@@ -115,13 +122,13 @@ def stylize(scene: Scene | None, style: str | Path | np.ndarray, config: Stylize
     def holdout_losses() -> dict[str, Any]:
         # Style loss on views never trained on: how well the style carries over to new viewpoints.
         before = evaluate_views(prepared.initial_tensor.to(device), prepared.holdout_views, prepared.objective)
-        after = evaluate_views(outcome.texture, prepared.holdout_views, prepared.objective)
+        after = evaluate_views(final_tensor, prepared.holdout_views, prepared.objective)
         return {"holdout_style_loss": {"initial": before.style, "final": after.style},
                 "holdout_content_loss": {"initial": before.content, "final": after.content}}
 
     if prepared.holdout_views:
         info.update(distributed.run_on_main(world, holdout_losses))
-    stylized = outcome.texture.permute(1, 2, 0).cpu().numpy().astype(np.float32)
+    stylized = final
     for observer in observers:
         observer.finished(stylized)
     atlas = prepared.atlas
@@ -186,7 +193,9 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
     with stage("atlas", timings):
         size = config.texture.size or default_texture_size(scene, config.texture.texels_per_metre)
         atlas = make_atlas(scene, size, config.scene)
-        initial = np.ascontiguousarray(bake_texture(scene, atlas, size), dtype=np.float32)
+        seams = seam_fill_for(scene.vertices, scene.faces, atlas.uv, size)
+        # The mesh's own colours continue across the seams too, so the content target has no seams.
+        initial = np.ascontiguousarray(fill_seams_numpy(bake_texture(scene, atlas, size), seams), dtype=np.float32)
 
     with stage("cameras", timings):
         rasterizer = Rasterizer(scene.vertices, scene.faces, atlas.uv)
@@ -198,7 +207,10 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         if not kept:
             raise InputError(scene.source or scene.name,
                              f"no camera view covers {config.cameras.min_coverage:.0%} of its image with the mesh")
-        train, holdout = split_holdout(kept, config.cameras.holdout, rng)
+        if candidates and candidates[0].photo is not None:
+            train, holdout = split_holdout(kept, config.cameras.holdout, rng)
+        else:
+            train, holdout = split_for_coverage(kept, config, rasterizer, atlas, rng)
 
     with stage("raster", timings):
         heights = pyramid_heights(config)
@@ -206,6 +218,9 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
                                  cache_dir=config.raster.cache_dir)
         holdout_pyramids = view_pyramids(rasterizer, [view.camera for view in holdout], heights,
                                          cache_dir=config.raster.cache_dir)
+        texels = texel_points(scene.vertices, scene.faces, atlas.uv, size)
+        seen = seen_mask(texels, [pyramid.camera.scaled(pyramid.levels[0].height) for pyramid in pyramids],
+                         [pyramid.levels[0] for pyramid in pyramids])
 
     with stage("targets", timings):
         vgg = load_vgg(device=device, dtype=vgg_dtype(config), channels_last=config.optim.channels_last)
@@ -228,7 +243,8 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
                                            config.loss.style_scales, config.loss.statistic))
         targets = blend_targets(per_style, weights)
         style_image = style_images[0]
-        objective = Objective(vgg=vgg, style=targets, loss=config.loss, regularizer=config.texture.regularizer)
+        objective = Objective(vgg=vgg, style=targets, loss=config.loss, regularizer=config.texture.regularizer,
+                              seams=seams)
         views = [train_view(pyramid, initial_tensor, view.photo, content_source, config, depth_reference)
                  for view, pyramid in zip(train, progress(pyramids, desc="patches", unit="view"))]
         views = [view.to(device) for view in views if view.targets]
@@ -245,6 +261,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         "views": len(train),
         "holdout_views": len(holdout),
         "dropped_views": dropped,
+        "seams": seams.info(),
         "coverage": float(np.mean([float(p.levels[0].mask.float().mean()) for p in pyramids])),
         "content_target": content_source,
         "reference_depth_m": depth_reference,
@@ -259,6 +276,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
     return Prepared(atlas=atlas, initial=initial, train=train, holdout=holdout, views=views,
                     holdout_views=holdout_views, objective=objective,
                     style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings,
+                    seams=seams, texels=texels, seen=seen,
                     style_images=[image.permute(1, 2, 0).cpu().numpy() for image in style_images])
 
 
@@ -310,6 +328,38 @@ def style_scale_for_extent(style: str | Path | np.ndarray, loss: LossConfig, foc
     return side, depth_reference
 
 
+def finish_texture(texture: np.ndarray, prepared: Prepared) -> tuple[np.ndarray, dict[str, float]]:
+    """The optimised (H,W,3) texture made whole (`paint_unseen`); returns it and the run.json
+    figures of how much was painted."""
+    texels, seen = prepared.texels, prepared.seen
+    texture = np.ascontiguousarray(texture, dtype=np.float32)
+    if texels is None or seen is None or len(texels.index) == 0:
+        return texture, {}
+    used = len(texels.index)
+    propagated = used - int(seen.sum())
+    # Every used texel now holds paint: seen ones from the optimiser, the rest carried over
+    # (nothing to carry when no view saw anything).
+    painted = 1.0 if propagated == 0 or seen.any() else 0.0
+    return paint_unseen(texture, texels, seen, prepared.seams), {
+        "used_texels": used, "seen_share": round(float(seen.mean()), 4),
+        "propagated_share": round(propagated / used, 4), "painted_share": painted}
+
+
+def paint_unseen(texture: np.ndarray, texels: TexelPoints, seen: np.ndarray, seams: SeamFill | None) -> np.ndarray:
+    """Texels no training view saw take paint carried over the surface from the seen ones (never
+    their original colours), then the gutters and the band along each seam are refilled from
+    across the seams, and the texels beyond the gutters from coarse means."""
+    texture = propagate_paint(texture, texels, seen)
+    if seams is not None:
+        texture = fill_seams_numpy(texture, seams)
+    size = texture.shape[0]
+    filled = np.zeros(size * size, dtype=bool)
+    filled[texels.index] = True
+    if seams is not None:
+        filled[seams.gutter] = True
+    return fill_gutter(texture, filled.reshape(size, size), 0).clip(0.0, 1.0)
+
+
 def style_pixels(style: str | Path | np.ndarray, size: int) -> np.ndarray:
     """(H,W,3) float32 style image with long side `size`, from a file, a built-in name or an array."""
     if isinstance(style, np.ndarray):
@@ -329,7 +379,11 @@ def choose_views(scene: Scene, rasterizer: Rasterizer, config: StylizeConfig,
         photos, _report = select_frames(scene.photos, rasterizer, wanted, rng)
         return [View(photo.camera, photo) for photo in photos]
     height = config.raster.image_height
-    cameras = for_scene(scene, wanted, config.cameras, rng, int(round(height * ASPECT)), height, rasterizer=rasterizer)
+    # More candidates than views: the training views are then picked for texel coverage.
+    candidates = max(wanted, int(round(config.cameras.views * max(1.0, config.cameras.candidates)))
+                     + config.cameras.holdout)
+    cameras = for_scene(scene, candidates, config.cameras, rng, int(round(height * ASPECT)), height,
+                        rasterizer=rasterizer)
     return [View(camera) for camera in cameras]
 
 
@@ -378,6 +432,22 @@ def split_holdout(views: list[View], holdout: int, rng: np.random.Generator) -> 
     held = set(rng.choice(len(views), size=count, replace=False).tolist()) if count else set()
     train = [v for i, v in enumerate(views) if i not in held]
     return train, [v for i, v in enumerate(views) if i in held]
+
+
+def split_for_coverage(views: list[View], config: StylizeConfig, rasterizer: Rasterizer, atlas: Atlas,
+                       rng: np.random.Generator) -> tuple[list[View], list[View]]:
+    """Training views: the `cameras.views` candidates that together see the most atlas texels;
+    holdout views: drawn at random from the other candidates (from all when none is left)."""
+    count = min(config.cameras.views, len(views))
+    order, _share = select_for_coverage([view.camera for view in views], count, rasterizer, atlas.uv)
+    chosen = set(order)
+    train = [views[i] for i in order]
+    rest = [view for i, view in enumerate(views) if i not in chosen]
+    holdout = min(max(0, config.cameras.holdout), len(rest))
+    if holdout == 0 and config.cameras.holdout > 0:
+        return split_holdout(views, config.cameras.holdout, rng)
+    held = sorted(rng.choice(len(rest), size=holdout, replace=False).tolist()) if holdout else []
+    return train, [rest[i] for i in held]
 
 
 def pyramid_heights(config: StylizeConfig) -> list[int]:

@@ -24,6 +24,7 @@ from scipy.ndimage import distance_transform_cdt
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from meshstyle.atlas.charts import MIN_CHART_SIDE_TEXELS, chart_fragmentation
 from meshstyle.common.cache import cache_dir, fingerprint
 from meshstyle.config import SceneConfig
 from meshstyle.common.io import atomic_path
@@ -73,6 +74,8 @@ def make_atlas(scene: Scene, size: int, config: SceneConfig | None = None) -> At
     started = time.perf_counter()
     if not config.reunwrap:
         kept_uv = usable_source_uv(scene.appearance, size)
+        if kept_uv is not None and _too_fragmented(kept_uv, size):
+            kept_uv = None
         if kept_uv is not None:
             return _measured(scene, kept_uv, size, "kept", started)
 
@@ -88,6 +91,16 @@ def make_atlas(scene: Scene, size: int, config: SceneConfig | None = None) -> At
     log(f"atlas: {atlas.method}, {atlas.charts} charts, {atlas.utilisation:.0%} of {size}^2 texels used, "
         f"{atlas.texels_per_metre:.0f} texels/m, {atlas.seconds:.1f} s")
     return atlas
+
+
+def _too_fragmented(uv: np.ndarray, size: int) -> bool:
+    """A kept atlas of charts smaller than a stroke is unwrapped again (atlas.charts.chart_fragmentation)."""
+    fragmented, figures = chart_fragmentation(uv, size)
+    if fragmented:
+        log(f"atlas: the scene's own atlas is fragmented ({figures['charts']} charts; half of its texels lie in "
+            f"charts under {figures['median_chart_side_texels']:.0f} texels a side, below "
+            f"{MIN_CHART_SIDE_TEXELS:.0f}): unwrapping again so strokes run on across the surface")
+    return fragmented
 
 
 def atlas_cache_file(scene: Scene, size: int) -> Path:

@@ -70,7 +70,10 @@ Share of the atlas the optimisation views reach. Every texel of a used chart (`a
 at the texture's size, at most 1024) is placed on the surface and projected into each optimisation
 view; it is seen when it lands in the image and the view's fragment there is its own face or lies
 at its depth (within 2%), i.e. nothing occludes it. Figures: `seen_share`, `unseen_share`,
-`unseen_texels` (counted at `atlas_size`), `used_texels`, `atlas_size`.
+`unseen_texels` (counted at `atlas_size`), `used_texels`, `atlas_size`; with the original texture given
+`painted_share`: texels seen, or whose colour differs from the original by more than 0.02 (mean over
+channels), i.e. not silently left in the mesh's own colours (run.json's `info.painted` says how the
+run painted the unseen ones).
 """
 from __future__ import annotations
 
@@ -147,7 +150,8 @@ def evaluate(mesh: TexturedMesh, *, original: TexturedMesh | None = None, camera
             results[name] = seam_metrics(views("geometry views"), mesh,
                                          views("geometry originals") if original is not None else None)
         elif name == "coverage":
-            results[name] = coverage_metrics(list(cameras), renderer.fragments(list(cameras)), mesh)
+            results[name] = coverage_metrics(list(cameras), renderer.fragments(list(cameras)), mesh,
+                                             original=original)
     return results
 
 

@@ -38,6 +38,7 @@ from meshstyle.common.io import atomic_path
 from meshstyle.stylize.losses import StyleTargets, content_loss, style_loss, tv_loss
 from meshstyle.stylize.patches import LevelPatch
 from meshstyle.common.progress import progress
+from meshstyle.atlas.seams import SeamFill, fill_seams
 from meshstyle.stylize.texture import LaplacianTexture, sample
 
 CHECKPOINT_VERSION = 1
@@ -72,6 +73,13 @@ class Objective:
     style: StyleTargets
     loss: LossConfig
     regularizer: float = 0.0          # weight of the Laplacian-layer penalty
+    seams: SeamFill | None = None     # gutter texels re-read from across the seams at every lookup
+
+    def painted(self, texture: torch.Tensor) -> torch.Tensor:
+        """The (3,H,W) texture the views see: its gutters refilled from across the seams, so
+        bilinear and mip lookups at a chart border continue the strokes of the neighbouring chart
+        (and their gradient paints those strokes)."""
+        return texture if self.seams is None else fill_seams(texture, self.seams)
 
     @property
     def style_weight(self) -> float:
@@ -144,7 +152,7 @@ STEP_FIELDS = ("step", "total", "style", "content", "tv", "regularizer", "lr", "
 
 @dataclass
 class OptimizeResult:
-    texture: torch.Tensor             # (3,H,W) final summed texture in [0,1]
+    texture: torch.Tensor             # (3,H,W) final summed texture in [0,1] (gutters as optimised)
     history: list[StepRecord]
     checkpoint: dict[str, Any]
     steps_run: int                    # steps this call ran (fewer than iters after a resume)
@@ -255,6 +263,7 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
     if checkpoint_path is not None:
         save_checkpoint(checkpoint_path, checkpoint)
     with torch.no_grad():
+        # The texture as optimised, gutters not refilled: the caller finishes it (pipeline.finish_texture).
         final = texture().clamp(0.0, 1.0)
     return OptimizeResult(texture=final, history=history, checkpoint=checkpoint,
                           steps_run=len(history) - start, seconds=time.perf_counter() - started)
@@ -283,7 +292,7 @@ def accumulate_gradients(texture: LaplacianTexture, views: list[TrainView], view
     views' sums added up, and (under torchrun) added over ranks before the one division: the same
     operations in the same order whether 2 views run in one process or 1 on each of 2 ranks, so
     both paths give the same texture (tests/test_distributed.py)."""
-    image = texture()
+    image = objective.painted(texture())
     # Each patch back-propagates into this leaf and frees its VGG graph before the next one.
     leaf = image.detach().requires_grad_(True)
     terms = LossTerms()
@@ -330,6 +339,7 @@ def evaluate_views(image: torch.Tensor, views: list[TrainView], objective: Objec
     """Mean weighted style and content loss of `views` seen on texture `image` (3,H,W), without gradients."""
     terms = LossTerms()
     content_features = precompute_content(views, objective)
+    image = objective.painted(image)
     with torch.no_grad():
         for view_id, view in enumerate(views):
             for index, target in enumerate(view.targets):
