@@ -26,7 +26,7 @@ _LAZY = {
     "StylizeResult": ("meshstyle.result", "StylizeResult"),
     "InputError": ("meshstyle.errors", "InputError"),
     "cameras": ("meshstyle.cameras", None),
-    "scenes": ("scenes", None),
+    "scenes": ("meshstyle.scenes", None),
     "styles": ("meshstyle.styles", None),
 }
 

@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cmd_scenes(args: argparse.Namespace) -> int:
-    import scenes
+    from meshstyle import scenes
 
     for name, (_, description) in scenes.SCENES.items():
         print(f"{name:14s} {description}")
@@ -37,7 +37,7 @@ def cmd_scenes(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import scenes
+    from meshstyle import scenes
     from .config import StylizeConfig
     from .pipeline import quick_config
 
@@ -156,7 +156,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _check_scene_arg(scene: str) -> None:
     """Name a missing scene before anything else is read, so the first error is the real one."""
-    import scenes
+    from meshstyle import scenes
 
     if not Path(scene).exists() and scene not in scenes.SCENES:
         raise InputError(scene, f"no such file or folder, and not a built-in scene ({', '.join(scenes.SCENES)})")

@@ -44,7 +44,7 @@ def load_scene(source: str | Path, config: SceneConfig | None = None) -> Scene:
 
 
 def _builtin_scene(name: str) -> Scene | None:
-    import scenes
+    from meshstyle import scenes
 
     if name not in scenes.SCENES:
         return None
