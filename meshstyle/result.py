@@ -40,6 +40,9 @@ class StylizeResult:
 SAVED_VIEWS = 8
 CONTACT_VIEWS = 4
 VIEW_HEIGHT = 360
+# Generated views that score a bare GLB/OBJ: small enough that eval takes seconds.
+EVAL_SIZE = (320, 240)
+EVAL_FOV_DEG = 50.0
 
 
 def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False) -> Path:
@@ -225,8 +228,9 @@ def evaluate_run(path: str | Path, metrics: list[str] | None = None) -> dict[str
     cameras, holdout = loaded.cameras, loaded.holdout
     if not cameras:
         rng = np.random.default_rng(0)
-        generated = (walkthrough(loaded.scene, 12, rng) if loaded.scene.kind == "room"
-                     else orbit(loaded.scene, 12))
+        generated = (walkthrough(loaded.scene, 12, rng, width=EVAL_SIZE[0], height=EVAL_SIZE[1])
+                     if loaded.scene.kind == "room"
+                     else orbit(loaded.scene, 12, width=EVAL_SIZE[0], height=EVAL_SIZE[1], fov_deg=EVAL_FOV_DEG))
         cameras, holdout = generated[:8], generated[8:]
     report = evaluate(loaded.mesh, original=loaded.original, cameras=cameras, holdout=holdout or None,
                       style_image=loaded.style_image, metrics=metrics)
