@@ -16,6 +16,10 @@ from . import __version__
 from .errors import InputError, MeshstyleError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Choices of the frame flags (frames.py), spelled out here so that `--help` needs no heavy import.
+UP_CHOICES = ("auto", "x", "y", "z", "-x", "-y", "-z")
+UNIT_CHOICES = ("m", "dm", "cm", "mm", "km", "in", "ft", "yd")
+OBJ_FRAME_CHOICES = ("output", "input")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,7 +60,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
     _check_scene_arg(args.scene)
     flags = {"iters": args.iters, "views": args.views, "texture_size": args.texture_size,
-             "image_height": args.image_height, "seed": args.seed, "device": args.device}
+             "image_height": args.image_height, "seed": args.seed, "device": args.device,
+             "up": args.up, "units": args.units, "obj_frame": args.obj_frame}
     overrides = list(args.set or [])
     if args.mesh:
         overrides.append(f"scene.mesh={args.mesh}")
@@ -66,6 +71,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         overrides.append(f"scene.intrinsics={args.intrinsics}")
     config = build_config(args.config, overrides, flags)
     _check_device(config.device)
+    _check_frame_options(config)
     out = Path(args.out) if args.out else Path(f"stylized-{Path(str(args.scene)).stem or 'scene'}")
     _check_out_dir(out, resume=args.resume, overwrite=args.overwrite)
     style = _style_spec(args.style)
@@ -77,7 +83,10 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bool, evaluate: bool) -> int:
     from .pipeline import stylize
     from .progress import log
+    from .run_files import clear_run_folder
 
+    if overwrite and not resume:
+        clear_run_folder(out)   # no file of the previous run may survive next to the new one
     result = stylize(scene, style, config, out_dir=out, resume=resume)
     result.save(out, overwrite=overwrite)
     log(f"wrote {out}/ (stylized.glb, stylized.obj, texture.png, views/, contact_sheet.png, run.json)")
@@ -97,6 +106,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .progress import log
     from .render import render_views, write_views, write_views_and_video
     from .result import load_result
+    from .run_files import remove_stale_frames
     from .trajectories import trajectory
 
     width, height = _parse_size(args.size)
@@ -118,24 +128,100 @@ def cmd_render(args: argparse.Namespace) -> int:
     else:
         paths = write_views(frames, out)
         log(f"wrote {len(paths)} views to {out}/")
+    # Frames of an older, longer render would pass for part of this one.
+    remove_stale_frames(out, len(paths))
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import write_glb, write_obj
     from .progress import log
-    from .result import load_result
 
-    loaded = load_result(args.result)
-    out = Path(args.out) if args.out else _default_sibling(args.result, f"export.{args.format}")
-    if out.suffix.lower() != f".{args.format}":
-        raise InputError(out, f"--out must end in .{args.format} for --format {args.format}")
-    if args.format == "glb":
-        write_glb(loaded.mesh, out, up=loaded.scene.up)
-    else:
-        write_obj(loaded.mesh, out, texture_name=f"{out.stem}.png")
-    log(f"wrote {out}")
+    if args.format is None and args.cameras is None:
+        raise InputError("export", "nothing to export: give --format glb|obj and/or --cameras FILE.json")
+    result = Path(args.result)
+    if not result.exists():
+        raise InputError(result, "no such file or folder")
+    if args.format is not None:
+        out = Path(args.out) if args.out else _default_sibling(args.result, f"export.{args.format}")
+        if out.suffix.lower() != f".{args.format}":
+            raise InputError(out, f"--out must end in .{args.format} for --format {args.format}")
+        targets = [out] if args.format == "glb" else [out, out.with_suffix(".mtl")]
+        _refuse_existing(targets, args.overwrite)
+        _export_mesh(result, args.format, out, obj_frame=args.obj_frame, reunwrap=args.reunwrap,
+                     overwrite=args.overwrite)
+        log(f"wrote {out}")
+    if args.cameras is not None:
+        from .nerfstudio import write_run_cameras
+
+        target = Path(args.cameras)
+        _refuse_existing([target], args.overwrite)
+        count = write_run_cameras(result, target, form=args.camera_format)
+        log(f"wrote {count} cameras to {target}")
     return EXIT_OK
+
+
+def _refuse_existing(targets: list[Path], overwrite: bool) -> None:
+    existing = [path for path in targets if path.exists()]
+    if existing and not overwrite:
+        raise InputError(existing[0], "already exists; pass --overwrite to replace it")
+    for path in existing:
+        if path.is_dir():
+            raise InputError(path, "is a folder; --out needs a file name")
+
+
+def _export_mesh(result: Path, format: str, out: Path, *, obj_frame: str, reunwrap: bool, overwrite: bool) -> None:
+    """A run folder's stylized mesh, or a textured file made elsewhere kept as it is (roundtrip.py)."""
+    from .export import in_output_frame, read_textured, write_glb, write_obj
+    from .frames import check_obj_frame
+
+    check_obj_frame(obj_frame, "--obj-frame")
+    if result.is_dir():
+        from .result import load_result
+
+        loaded = load_result(result)
+        mesh = loaded.mesh            # stylized.glb: already in the output frame
+        if format == "glb":
+            write_glb(mesh, out)
+            return
+        if obj_frame == "input":
+            mesh = _to_input_frame(mesh, loaded.run, result)
+        _refuse_existing([out.with_name(f"{out.stem}.png")], overwrite)
+        write_obj(mesh, out, texture_name=f"{out.stem}.png")
+        return
+    if result.suffix.lower() not in (".glb", ".gltf", ".obj"):
+        raise InputError(result, "expected a run folder or a textured .glb/.gltf/.obj")
+    from .loaders import file_up
+
+    if reunwrap:
+        mesh = read_textured(result, reunwrap=True)
+        if format == "glb" or obj_frame == "output":
+            mesh = in_output_frame(mesh, file_up(result))
+        if format == "glb":
+            write_glb(mesh, out)
+        else:
+            _refuse_existing([out.with_name(f"{out.stem}.png")], overwrite)
+            write_obj(mesh, out, texture_name=f"{out.stem}.png")
+        return
+    from .roundtrip import export_glb, export_obj
+
+    if format == "glb":
+        export_glb(result, out)
+    else:
+        export_obj(result, out, frame=obj_frame)
+
+
+def _to_input_frame(mesh, run: dict | None, folder: Path):
+    import numpy as np
+
+    from .frames import transform_points
+    from .scene import TexturedMesh
+
+    matrix = (run or {}).get("frame", {}).get("input_to_output")
+    if matrix is None:
+        raise InputError(folder / "run.json", "records no frame transform (frame.input_to_output); "
+                                              "cannot write the input's frame")
+    to_input = np.linalg.inv(np.asarray(matrix, dtype=np.float64))
+    return TexturedMesh(transform_points(to_input, mesh.vertices), mesh.faces, mesh.uv, mesh.texture)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -148,6 +234,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json_text(flatten_metrics(report), sort_keys=True))
     else:
         print(format_table(report))
+    return EXIT_OK
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .cache import KINDS, cache_info, cache_root, clear_cache
+
+    if args.action == "clear":
+        kinds = tuple(args.kind) if args.kind else KINDS
+        print(f"removed {clear_cache(kinds)} cache entries from {cache_root()}")
+        return EXIT_OK
+    print(f"cache root: {cache_root()}  (MESHSTYLE_CACHE > XDG_CACHE_HOME/meshstyle > ~/.cache/meshstyle)")
+    for kind, figures in cache_info().items():
+        print(f"{kind:10s} {figures['entries']:6d} entries {figures['mb']:10.1f} MB of {figures['budget_mb']:.0f} MB"
+              f"  (MESHSTYLE_{kind.upper()}_CACHE_MB)")
     return EXIT_OK
 
 
@@ -178,6 +278,22 @@ def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
         raise InputError(out, "no checkpoint.pt to resume from")
     if holds_run and not (resume or overwrite):
         raise InputError(out, "already holds a run; pass --resume to continue it or --overwrite to replace it")
+    if overwrite and not resume:
+        from .run_files import foreign_files
+
+        foreign = foreign_files(out)
+        if foreign:
+            raise InputError(out, f"holds files meshstyle did not write ({', '.join(foreign[:3])}"
+                                  f"{' ...' if len(foreign) > 3 else ''}); --overwrite only replaces a run folder")
+
+
+def _check_frame_options(config) -> None:
+    """Bad --set values for frames fail before any work (the flags themselves have choices)."""
+    from .frames import check_obj_frame, unit_scale, up_axis
+
+    up_axis(config.scene.up)
+    unit_scale(config.scene.units)
+    check_obj_frame(config.export.obj_frame)
 
 
 def _check_device(device: str) -> None:
@@ -253,6 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_argument("--mesh", help="which mesh inside a scan folder with several")
     stylize.add_argument("--frames", help="frame subset of a scan: start:stop:step or i,j,k")
     stylize.add_argument("--intrinsics", metavar="FILE", help="intrinsics of a scan without its own (3x3/4x4 or info.txt)")
+    stylize.add_argument("--up", choices=list(UP_CHOICES), default=None,
+                         help="the input's up axis; auto: glTF/OBJ +y, PLY/STL/OFF +z, scans from the capture "
+                              "(scene.up, default: auto)")
+    stylize.add_argument("--units", choices=list(UNIT_CHOICES), default=None,
+                         help="the input's length unit, converted to metres (scene.units, default: m)")
+    stylize.add_argument("--obj-frame", choices=list(OBJ_FRAME_CHOICES), default=None,
+                         help="stylized.obj in the GLB's frame or the input's own "
+                              "(export.obj_frame, default: output)")
     stylize.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     stylize.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     stylize.add_argument("--eval", action="store_true", help="run `meshstyle eval` on the result")
@@ -271,15 +395,35 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--background", default="ffffff", help="background colour (hex or r,g,b in 0..1)")
     render.add_argument("--seed", type=int, default=0, help="seed for generated trajectories")
 
-    export = add("export", cmd_export, "Export a result as a textured GLB or OBJ.")
-    export.add_argument("result", metavar="RESULT", help="run folder or textured .glb/.obj")
-    export.add_argument("--format", required=True, choices=["glb", "obj"])
-    export.add_argument("--out", metavar="FILE", help="output file (default: beside RESULT)")
+    export = add("export", cmd_export, "Export a result as a textured GLB or OBJ (glTF frame: +Y up, metres), "
+                                       "and/or its cameras for other tools.")
+    export.add_argument("result", metavar="RESULT", help="run folder or textured .glb/.gltf/.obj")
+    export.add_argument("--format", choices=["glb", "obj"], default=None,
+                        help="mesh format to write (default: none, when only --cameras is wanted)")
+    export.add_argument("--out", metavar="FILE", help="output file (default: RESULT/export.<format> for a run "
+                        "folder, <RESULT>-export.<format> beside a file)")
+    export.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
+    export.add_argument("--obj-frame", choices=list(OBJ_FRAME_CHOICES), default="output",
+                        help="OBJ in the GLB's frame (output) or the input's own (input) (default: output)")
+    export.add_argument("--reunwrap", action="store_true",
+                        help="re-unwrap and re-bake a textured file into one new atlas (default: keep its "
+                             "atlas, materials and texels exactly)")
+    export.add_argument("--cameras", metavar="FILE.json", default=None,
+                        help="also write the run's cameras (output frame) for nerfstudio and other tools "
+                             "(default: none)")
+    export.add_argument("--camera-format", choices=["auto", "transforms", "camera_path"], default="auto",
+                        help="nerfstudio transforms.json or camera_path.json; auto picks camera_path when "
+                             "the file name contains 'camera_path' (default: auto)")
 
     evaluate = add("eval", cmd_eval, "Measure a stylization: circles, style, content, seams, coverage.")
     evaluate.add_argument("result", metavar="RESULT", help="run folder or textured .glb/.obj")
     evaluate.add_argument("--metric", action="append", metavar="NAME", help="metric to compute (repeatable; default all)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+
+    cache = add("cache", cmd_cache, "Show or empty the caches (UV atlases, view fragments, render hits).")
+    cache.add_argument("action", choices=["info", "clear"], help="info: sizes and budgets; clear: delete entries")
+    cache.add_argument("--kind", action="append", choices=["atlas", "fragments", "render"], default=None,
+                       help="with clear: only this cache (repeatable; default: all)")
 
     add("scenes", cmd_scenes, "List the built-in scenes.")
     return parser

@@ -20,6 +20,8 @@ class SceneConfig:
     frames: str | None = None          # frame subset of a scan: "0:200:5" (start:stop:step) or "0,5,10"
     intrinsics: str | None = None      # a scan's intrinsics file (3x3/4x4 matrix or BundleFusion info.txt)
     reunwrap: bool = False             # ignore an existing UV atlas and unwrap again
+    up: str = "auto"                   # the input's up axis: auto | x | y | z | -x | -y | -z (frames.py)
+    units: str = "m"                   # the input's length unit: m | dm | cm | mm | km | in | ft | yd
 
 
 @dataclass
@@ -86,6 +88,11 @@ class OptimConfig:
 
 
 @dataclass
+class ExportConfig:
+    obj_frame: str = "output"          # stylized.obj in the GLB's frame (output) or the input's own (input)
+
+
+@dataclass
 class StylizeConfig:
     scene: SceneConfig = field(default_factory=SceneConfig)
     cameras: CameraConfig = field(default_factory=CameraConfig)
@@ -93,6 +100,7 @@ class StylizeConfig:
     texture: TextureConfig = field(default_factory=TextureConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     seed: int = 0
     device: str = "cpu"
 
@@ -115,6 +123,9 @@ FLAG_KEYS = {
     "image_height": "raster.image_height",
     "seed": "seed",
     "device": "device",
+    "up": "scene.up",
+    "units": "scene.units",
+    "obj_frame": "export.obj_frame",
 }
 
 

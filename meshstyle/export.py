@@ -3,9 +3,9 @@
 Per-corner UVs become glTF/OBJ vertices by splitting every vertex once per distinct UV it carries
 (at UV seams), so a re-import yields the same triangles, positions and UVs.
 
-glTF is +y up, meshstyle scenes are +z up: the GLB keeps our coordinates in its vertex buffer and puts
-the rotation into its root node, so viewers show the scene upright, and records our up axis in the scene
-extras so that `load_mesh_file` undoes the rotation exactly.
+Files are written in the output frame (frames.py: glTF's +Y up, metres): `write_glb` rotates a mesh
+whose up axis is another one into it, in the vertex buffer itself (no root-node rotation), so every
+consumer, including ones that ignore node transforms, and the OBJ beside it agree vertex for vertex.
 """
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .frames import GLTF_UP, transform_points, up_to_gltf
 from .io import atomic_path, to_uint8
 from .scene import TexturedMesh
 
-GLTF_UP = np.array([0.0, 1.0, 0.0])
-Z_UP = (0.0, 0.0, 1.0)
 MATERIAL_NAME = "stylized"
 REBAKE_MIN_SIZE, REBAKE_MAX_SIZE = 512, 4096   # atlas side when several source textures are merged
 
@@ -35,26 +34,6 @@ def split_uv_seams(faces: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.nd
     keys = np.stack([corner_vertex, uv_bits[:, 0], uv_bits[:, 1]], axis=1)
     _, first, new_index = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     return new_index.reshape(-1, 3), corner_vertex[first], corner_uv[first]
-
-
-def up_to_gltf(up: tuple[float, float, float]) -> np.ndarray:
-    """4x4 rotation taking our `up` axis to glTF's +y (rotation about their common perpendicular)."""
-    source = np.asarray(up, dtype=np.float64)
-    source /= np.linalg.norm(source)
-    axis = np.cross(source, GLTF_UP)
-    sine, cosine = np.linalg.norm(axis), float(source @ GLTF_UP)
-    rotation = np.eye(3)
-    if sine < 1e-12:
-        if cosine < 0:  # upside down: half a turn about x
-            rotation = np.diag([1.0, -1.0, -1.0])
-    else:
-        k = axis / sine
-        cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-        rotation = np.eye(3) + sine * cross + (1 - cosine) * cross @ cross
-    rotation[np.abs(rotation) < 1e-12] = 0.0  # exact zeros keep axis-aligned rotations lossless
-    matrix = np.eye(4)
-    matrix[:3, :3] = rotation
-    return matrix
 
 
 def _trimesh_of(mesh: TexturedMesh):
@@ -86,13 +65,21 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return np.where(length > 0, summed / np.maximum(length, 1e-30), [0.0, 0.0, 1.0])
 
 
-def write_glb(mesh: TexturedMesh, path: str | Path, up: tuple[float, float, float] = Z_UP) -> None:
-    """Binary glTF with the texture embedded as PNG in a PBR material (metallic 0, roughness 1)."""
+def in_output_frame(mesh: TexturedMesh, up: tuple[float, float, float]) -> TexturedMesh:
+    """The mesh rotated so that its `up` axis becomes glTF's +Y (exact for axis-aligned ups)."""
+    if tuple(float(value) for value in up) == GLTF_UP:
+        return mesh
+    vertices = transform_points(up_to_gltf(up), mesh.vertices)
+    return TexturedMesh(vertices=vertices, faces=mesh.faces, uv=mesh.uv, texture=mesh.texture)
+
+
+def write_glb(mesh: TexturedMesh, path: str | Path, up: tuple[float, float, float] = GLTF_UP) -> None:
+    """Binary glTF with the texture embedded as PNG in a PBR material (metallic 0, roughness 1);
+    a mesh whose up axis is not +Y is rotated into glTF's frame first."""
     import trimesh
 
     scene = trimesh.Scene()
-    scene.add_geometry(_trimesh_of(mesh), node_name="mesh", geom_name="mesh", transform=up_to_gltf(up))
-    scene.metadata["meshstyle"] = {"up": [float(value) for value in up]}
+    scene.add_geometry(_trimesh_of(in_output_frame(mesh, up)), node_name="mesh", geom_name="mesh")
     data = scene.export(file_type="glb")
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -128,7 +115,7 @@ def write_obj(mesh: TexturedMesh, path: str | Path, texture_name: str = "texture
         iio.imwrite(png_tmp, to_uint8(mesh.texture), extension=".png")
 
 
-def read_textured(path: str | Path) -> TexturedMesh:
+def read_textured(path: str | Path, reunwrap: bool = False) -> TexturedMesh:
     """A textured GLB/OBJ (ours or from elsewhere) as one mesh with one texture.
 
     Files whose faces use several textures, or whose UVs tile beyond one copy of the texture, are
@@ -142,7 +129,7 @@ def read_textured(path: str | Path) -> TexturedMesh:
     appearance = scene.appearance
     if not appearance.textures:
         raise InputError(path, "has no texture (expected a base-colour texture with UVs)")
-    if len(appearance.textures) == 1 and np.all(appearance.face_texture >= 0):
+    if not reunwrap and len(appearance.textures) == 1 and np.all(appearance.face_texture >= 0):
         uv = _wrapped(appearance.uv)
         if uv is not None:
             return TexturedMesh(vertices=scene.vertices, faces=scene.faces, uv=uv, texture=appearance.textures[0])

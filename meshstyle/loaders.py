@@ -18,21 +18,30 @@ import numpy as np
 
 from .config import SceneConfig
 from .errors import InputError
+from .frames import GLTF_UP, apply_scene_options
 from .progress import warn
 from .scene import Appearance, Scene
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
 GLTF_SUFFIXES = (".glb", ".gltf")
+Y_UP_SUFFIXES = (".glb", ".gltf", ".obj")
 NEUTRAL_GREY = 0.5
 
 
 def load_scene(source: str | Path, config: SceneConfig | None = None) -> Scene:
     """A mesh file, a scan folder, or the name of a built-in scene (`meshstyle scenes`)."""
+    config = config or SceneConfig()
+    return apply_scene_options(_load(source, config), config.up, config.units)
+
+
+def _load(source: str | Path, config: SceneConfig) -> Scene:
     path = Path(source)
     if path.is_dir():
         from .scans import load_scan  # scan folders need their own, heavier loader
 
-        return load_scan(path, config or SceneConfig())
+        scene = load_scan(path, config)
+        scene.up_source = "capture"
+        return scene
     if path.exists():
         return load_mesh_file(path)
     if isinstance(source, str) and path.suffix.lower() not in MESH_SUFFIXES:
@@ -41,6 +50,11 @@ def load_scene(source: str | Path, config: SceneConfig | None = None) -> Scene:
             return builtin
         raise InputError(source, "no such file, folder or built-in scene (see `meshstyle scenes`)")
     raise InputError(path, "no such file")
+
+
+def file_up(path: str | Path) -> tuple[float, float, float]:
+    """The up axis a mesh file's format implies (frames.py): glTF and OBJ +Y, PLY/STL/OFF +Z."""
+    return GLTF_UP if Path(path).suffix.lower() in Y_UP_SUFFIXES else (0.0, 0.0, 1.0)
 
 
 def _builtin_scene(name: str) -> Scene | None:
@@ -74,23 +88,17 @@ def load_mesh_file(path: str | Path) -> Scene:
 
     for texture_name in missing_texture_files(path):
         warn(f"{path}: texture '{texture_name}' not found; using the mesh's colours instead")
-    parts, recorded_up = _read_parts(path)
+    parts = _read_parts(path)
     vertices, faces, appearance = _merge(parts)
     vertices, faces, appearance = _clean(path, vertices, faces, appearance)
-    up = (0.0, 1.0, 0.0) if suffix in GLTF_SUFFIXES else (0.0, 0.0, 1.0)
-    if recorded_up is not None:
-        # Our own GLB: undo the root rotation that write_glb added for +y-up viewers.
-        from .export import up_to_gltf
-
-        vertices = vertices @ up_to_gltf(recorded_up)[:3, :3]   # row vectors: R^T applied
-        up = recorded_up
-    scene = Scene(name=path.stem, vertices=vertices, faces=faces, appearance=appearance, up=up, source=str(path))
+    scene = Scene(name=path.stem, vertices=vertices, faces=faces, appearance=appearance, up=file_up(path),
+                  source=str(path), up_source=f"{suffix} convention")
     scene.kind = guess_kind(vertices, faces)
     return scene
 
 
-def _read_parts(path: Path) -> tuple[list[_Part], tuple[float, float, float] | None]:
-    """The file's meshes in world coordinates, and the up axis recorded by `write_glb` (if any)."""
+def _read_parts(path: Path) -> list[_Part]:
+    """The file's meshes in world coordinates (node transforms applied)."""
     import trimesh
 
     try:
@@ -103,10 +111,7 @@ def _read_parts(path: Path) -> tuple[list[_Part], tuple[float, float, float] | N
     if not parts:
         has_points = any(len(getattr(mesh, "vertices", ())) for mesh in meshes)
         raise InputError(path, "has no triangles (a point cloud?)" if has_points else "has no triangles")
-    recorded = (loaded.metadata or {}).get("meshstyle", {})
-    up = recorded.get("up") if isinstance(recorded, dict) else None
-    valid_up = isinstance(up, (list, tuple)) and len(up) == 3 and np.linalg.norm(np.asarray(up, float)) > 0
-    return parts, (tuple(float(value) for value in up) if valid_up else None)
+    return parts
 
 
 def _part_of(mesh) -> _Part:

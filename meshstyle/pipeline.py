@@ -25,6 +25,7 @@ from .optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_c
                        render_patch, steps_per_second)
 from .patches import LevelPatch, reference_depth, split_by_depth
 from .progress import log, progress
+from .provenance import style_record
 from .raster import Rasterizer, view_pyramids
 from .result import StylizeResult
 from .scans import content_target, default_texture_size, select_frames
@@ -86,6 +87,7 @@ def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig 
         outcome = optimize(texture, prepared.views, prepared.objective, config.optim, config.seed,
                            checkpoint_path=checkpoint_path, resume=resume_state)
     info = dict(prepared.info)
+    info["style_source"] = style_record(style)
     info["steps"] = len(outcome.history)
     info["steps_per_s"] = steps_per_second(outcome.history[len(outcome.history) - outcome.steps_run:])
     if prepared.holdout_views:
