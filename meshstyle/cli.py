@@ -433,6 +433,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .allocator import tune_allocator
 
     tune_allocator()
+    from . import provenance
+
+    provenance.invocation = ["meshstyle", *(sys.argv[1:] if argv is None else argv)]
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

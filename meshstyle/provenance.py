@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 _CHUNK = 1 << 20
+# Set by the CLI to the arguments it parses (they may not come from sys.argv when called in process).
+invocation: list[str] | None = None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -29,7 +31,7 @@ def file_sha256(path: str | Path) -> str:
 
 def command_line(argv: list[str] | None = None) -> str:
     """The command as a user would type it again (`meshstyle ...` rather than the script's path)."""
-    argv = list(sys.argv if argv is None else argv)
+    argv = list(argv if argv is not None else (invocation if invocation is not None else sys.argv))
     if argv and (Path(argv[0]).name in ("meshstyle", "__main__.py") or argv[0] == "-m"):
         argv[0] = "meshstyle"
     return shlex.join(argv)
