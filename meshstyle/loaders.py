@@ -7,6 +7,7 @@ Scene whose `Appearance` indexes several source textures.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import struct
@@ -183,10 +184,16 @@ def _merge(parts: list[_Part]) -> tuple[np.ndarray, np.ndarray, Appearance]:
             else np.full((len(part.vertices), 3), NEUTRAL_GREY, dtype=np.float32) for part in parts])
     if any(part.texture is not None for part in parts):
         uv_parts, face_texture = [], []
+        seen: dict[tuple, int] = {}
         for part in parts:
             if part.texture is not None:
-                face_texture.append(np.full(len(part.faces), len(appearance.textures), dtype=np.int32))
-                appearance.textures.append(part.texture)
+                # glTF nodes that share one material give each part its own copy of the same image:
+                # one texture, not several (several would force re-baking into a new atlas).
+                key = (part.texture.shape, hashlib.sha1(np.ascontiguousarray(part.texture).tobytes()).hexdigest())
+                if key not in seen:
+                    seen[key] = len(appearance.textures)
+                    appearance.textures.append(part.texture)
+                face_texture.append(np.full(len(part.faces), seen[key], dtype=np.int32))
                 uv_parts.append(part.uv[part.faces])
             else:
                 face_texture.append(np.full(len(part.faces), -1, dtype=np.int32))
