@@ -4,7 +4,8 @@ The library API (the CLI is a thin layer over it)::
 
     import meshstyle as ms
     scene = ms.load_scene("room.ply")            # or a scan folder, or ms.scenes.demo_room()
-    result = ms.stylize(scene, style="starry.jpg", config=ms.StylizeConfig(...))
+    config = ms.load_config("settings.toml")     # any config keys; ms.StylizeConfig() = the defaults
+    result = ms.stylize(scene, style="starry.jpg", config=config)
     result.save("out/")
     frames = ms.render(result, cameras=ms.cameras.orbit(scene, n=36))
 
@@ -13,12 +14,15 @@ Heavy modules (torch, open3d) load on first use, so `meshstyle --version` stays 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "StylizeConfig": ("meshstyle.config", "StylizeConfig"),
+    "load_config": ("meshstyle.config", "load_config"),
     "load_scene": ("meshstyle.loaders", "load_scene"),
     "stylize": ("meshstyle.pipeline", "stylize"),
     "render": ("meshstyle.result", "render"),
@@ -41,3 +45,16 @@ def __getattr__(name: str) -> Any:
     value = module if attribute is None else getattr(module, attribute)
     globals()[name] = value
     return value
+
+
+class _Package(types.ModuleType):
+    """Importing a submodule sets it as an attribute of its package; where a submodule and an API
+    function share a name (`meshstyle.render`), the function stays what `ms.render` means."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _LAZY.get(name, (None, None))[1] is not None:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -205,6 +205,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise InputError(path, f"invalid TOML: {exc}") from None
 
 
+def load_config(path: str | Path | None = None, **overrides: Any) -> StylizeConfig:
+    """The run config of a TOML file (any keys of `meshstyle config`; None = the defaults), then
+    dotted-key overrides given as keywords with "__" for ".", e.g. optim__iters=400."""
+    return build_config(path, [f"{key.replace('__', '.')}={value}" for key, value in overrides.items()])
+
+
 def build_config(toml_path: str | Path | None = None, overrides: list[str] = (),
                  flags: dict[str, Any] | None = None) -> StylizeConfig:
     """Compose defaults < TOML < --set overrides < explicit flags (None means not given)."""
