@@ -14,8 +14,6 @@ Heavy modules (torch, open3d) load on first use, so `meshstyle --version` stays 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -23,15 +21,15 @@ __version__ = "0.1.0"
 _LAZY = {
     "StylizeConfig": ("meshstyle.config", "StylizeConfig"),
     "load_config": ("meshstyle.config", "load_config"),
-    "load_scene": ("meshstyle.loaders", "load_scene"),
+    "load_scene": ("meshstyle.inputs.meshes", "load_scene"),
     "stylize": ("meshstyle.pipeline", "stylize"),
-    "render": ("meshstyle.result", "render"),
-    "load_result": ("meshstyle.result", "load_result"),
-    "StylizeResult": ("meshstyle.result", "StylizeResult"),
+    "render": ("meshstyle.outputs.run_folder", "render"),
+    "load_result": ("meshstyle.outputs.run_folder", "load_result"),
+    "StylizeResult": ("meshstyle.outputs.run_folder", "StylizeResult"),
     "InputError": ("meshstyle.errors", "InputError"),
-    "cameras": ("meshstyle.cameras", None),
+    "cameras": ("meshstyle.views.cameras", None),
     "scenes": ("meshstyle.scenes", None),
-    "styles": ("meshstyle.styles", None),
+    "styles": ("meshstyle.inputs.styles", None),
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -46,15 +44,3 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
-
-class _Package(types.ModuleType):
-    """Importing a submodule sets it as an attribute of its package; where a submodule and an API
-    function share a name (`meshstyle.render`), the function stays what `ms.render` means."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _LAZY.get(name, (None, None))[1] is not None:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -12,11 +12,11 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import __version__
-from .errors import InputError, MeshstyleError
+from meshstyle import __version__
+from meshstyle.errors import InputError, MeshstyleError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-# Choices of the frame flags (frames.py), spelled out here so that `--help` needs no heavy import.
+# Choices of the frame flags (geometry/frames.py), spelled out here so that `--help` needs no heavy import.
 UP_CHOICES = ("auto", "x", "y", "z", "-x", "-y", "-z")
 UNIT_CHOICES = ("m", "dm", "cm", "mm", "km", "in", "ft", "yd")
 OBJ_FRAME_CHOICES = ("output", "input")
@@ -42,8 +42,8 @@ def cmd_scenes(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from meshstyle import scenes
-    from .config import StylizeConfig
-    from .pipeline import quick_config
+    from meshstyle.config import StylizeConfig
+    from meshstyle.pipeline import quick_config
 
     config = quick_config() if args.quick else StylizeConfig()
     if args.seed is not None:
@@ -55,8 +55,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from .config import build_config
-    from .loaders import load_scene
+    from meshstyle.config import build_config
+    from meshstyle.inputs.meshes import load_scene
 
     _check_scene_arg(args.scene)
     flags = {"iters": args.iters, "views": args.views, "texture_size": args.texture_size,
@@ -81,9 +81,9 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 
 def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bool, evaluate: bool) -> int:
-    from .pipeline import stylize
-    from .progress import log
-    from .run_files import clear_run_folder
+    from meshstyle.pipeline import stylize
+    from meshstyle.common.progress import log
+    from meshstyle.outputs.run_files import clear_run_folder
 
     if overwrite and not resume:
         clear_run_folder(out)   # no file of the previous run may survive next to the new one
@@ -91,10 +91,10 @@ def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bo
     result.save(out, overwrite=overwrite)
     log(f"wrote {out}/ (stylized.glb, stylized.obj, texture.png, views/, contact_sheet.png, run.json)")
     if evaluate:
-        from .result import evaluate_run
+        from meshstyle.outputs.run_folder import evaluate_run
 
         report = evaluate_run(out, metrics=None)
-        from .evaluate import format_table
+        from meshstyle.evaluate.metrics import format_table
 
         print(format_table(report))
     return EXIT_OK
@@ -103,11 +103,11 @@ def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bo
 def cmd_render(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .progress import log
-    from .render import render_views, write_views, write_views_and_video
-    from .result import load_result
-    from .run_files import remove_stale_frames
-    from .trajectories import trajectory
+    from meshstyle.common.progress import log
+    from meshstyle.outputs.render import render_views, write_views, write_views_and_video
+    from meshstyle.outputs.run_folder import load_result
+    from meshstyle.outputs.run_files import remove_stale_frames
+    from meshstyle.views.trajectories import trajectory
 
     width, height = _parse_size(args.size)
     loaded = load_result(args.result)
@@ -134,7 +134,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .progress import log
+    from meshstyle.common.progress import log
 
     if args.format is None and args.cameras is None:
         raise InputError("export", "nothing to export: give --format glb|obj and/or --cameras FILE.json")
@@ -151,7 +151,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                      overwrite=args.overwrite)
         log(f"wrote {out}")
     if args.cameras is not None:
-        from .nerfstudio import write_run_cameras
+        from meshstyle.outputs.nerfstudio import write_run_cameras
 
         target = Path(args.cameras)
         _refuse_existing([target], args.overwrite)
@@ -171,12 +171,12 @@ def _refuse_existing(targets: list[Path], overwrite: bool) -> None:
 
 def _export_mesh(result: Path, format: str, out: Path, *, obj_frame: str, reunwrap: bool, overwrite: bool) -> None:
     """A run folder's stylized mesh, or a textured file made elsewhere kept as it is (roundtrip.py)."""
-    from .export import in_output_frame, read_textured, write_glb, write_obj
-    from .frames import check_obj_frame
+    from meshstyle.outputs.export import in_output_frame, read_textured, write_glb, write_obj
+    from meshstyle.geometry.frames import check_obj_frame
 
     check_obj_frame(obj_frame, "--obj-frame")
     if result.is_dir():
-        from .result import load_result
+        from meshstyle.outputs.run_folder import load_result
 
         loaded = load_result(result)
         mesh = loaded.mesh            # stylized.glb: already in the output frame
@@ -190,7 +190,7 @@ def _export_mesh(result: Path, format: str, out: Path, *, obj_frame: str, reunwr
         return
     if result.suffix.lower() not in (".glb", ".gltf", ".obj"):
         raise InputError(result, "expected a run folder or a textured .glb/.gltf/.obj")
-    from .loaders import file_up
+    from meshstyle.inputs.meshes import file_up
 
     if reunwrap:
         mesh = read_textured(result, reunwrap=True)
@@ -202,7 +202,7 @@ def _export_mesh(result: Path, format: str, out: Path, *, obj_frame: str, reunwr
             _refuse_existing([out.with_name(f"{out.stem}.png")], overwrite)
             write_obj(mesh, out, texture_name=f"{out.stem}.png")
         return
-    from .roundtrip import export_glb, export_obj
+    from meshstyle.outputs.roundtrip import export_glb, export_obj
 
     if format == "glb":
         export_glb(result, out)
@@ -213,8 +213,8 @@ def _export_mesh(result: Path, format: str, out: Path, *, obj_frame: str, reunwr
 def _to_input_frame(mesh, run: dict | None, folder: Path):
     import numpy as np
 
-    from .frames import transform_points
-    from .scene import TexturedMesh
+    from meshstyle.geometry.frames import transform_points
+    from meshstyle.geometry.scene import TexturedMesh
 
     matrix = (run or {}).get("frame", {}).get("input_to_output")
     if matrix is None:
@@ -225,9 +225,9 @@ def _to_input_frame(mesh, run: dict | None, folder: Path):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import flatten_metrics, format_table
-    from .io import json_text
-    from .result import evaluate_run
+    from meshstyle.evaluate.metrics import flatten_metrics, format_table
+    from meshstyle.common.io import json_text
+    from meshstyle.outputs.run_folder import evaluate_run
 
     report = evaluate_run(args.result, metrics=args.metric)
     if args.json:
@@ -238,7 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import KINDS, cache_info, cache_root, clear_cache
+    from meshstyle.common.cache import KINDS, cache_info, cache_root, clear_cache
 
     if args.action == "clear":
         kinds = tuple(args.kind) if args.kind else KINDS
@@ -264,7 +264,7 @@ def _check_scene_arg(scene: str) -> None:
 
 def _style_spec(style: str) -> str:
     """Fail before any heavy work when the style image is missing or unreadable."""
-    from .styles import load_style
+    from meshstyle.inputs.styles import load_style
 
     load_style(style, size=64)
     return style
@@ -279,7 +279,7 @@ def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     if holds_run and not (resume or overwrite):
         raise InputError(out, "already holds a run; pass --resume to continue it or --overwrite to replace it")
     if overwrite and not resume:
-        from .run_files import foreign_files
+        from meshstyle.outputs.run_files import foreign_files
 
         foreign = foreign_files(out)
         if foreign:
@@ -289,7 +289,7 @@ def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
 
 def _check_frame_options(config) -> None:
     """Bad --set values for frames fail before any work (the flags themselves have choices)."""
-    from .frames import check_obj_frame, unit_scale, up_axis
+    from meshstyle.geometry.frames import check_obj_frame, unit_scale, up_axis
 
     up_axis(config.scene.up)
     unit_scale(config.scene.units)
@@ -430,10 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .allocator import tune_allocator
+    from meshstyle.common.allocator import tune_allocator
 
     tune_allocator()
-    from . import provenance
+    from meshstyle.outputs import provenance
 
     provenance.invocation = ["meshstyle", *(sys.argv[1:] if argv is None else argv)]
     parser = build_parser()

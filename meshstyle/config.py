@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .errors import InputError
+from meshstyle.errors import InputError
 
 
 @dataclass
@@ -20,7 +20,7 @@ class SceneConfig:
     frames: str | None = None          # frame subset of a scan: "0:200:5" (start:stop:step) or "0,5,10"
     intrinsics: str | None = None      # a scan's intrinsics file (3x3/4x4 matrix or BundleFusion info.txt)
     reunwrap: bool = False             # ignore an existing UV atlas and unwrap again
-    up: str = "auto"                   # the input's up axis: auto | x | y | z | -x | -y | -z (frames.py)
+    up: str = "auto"                   # the input's up axis: auto | x | y | z | -x | -y | -z (geometry/frames.py)
     units: str = "m"                   # the input's length unit: m | dm | cm | mm | km | in | ft | yd
 
 

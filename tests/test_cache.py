@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meshstyle import cache
+from meshstyle.common import cache
 from meshstyle.cli import main
 
 
@@ -41,9 +41,9 @@ def test_pruning_keeps_the_budget_and_the_recently_used(tmp_path):
 
 def test_every_cache_stays_within_its_budget_in_a_real_render(monkeypatch, tmp_path):
     """The render cache (1 view = 4 bytes per pixel) with a budget of two views keeps two."""
-    from meshstyle.cameras import orbit
-    from meshstyle.render import ViewRenderer
-    from meshstyle.scene import Scene, TexturedMesh
+    from meshstyle.views.cameras import orbit
+    from meshstyle.outputs.render import ViewRenderer
+    from meshstyle.geometry.scene import Scene, TexturedMesh
 
     import trimesh
 

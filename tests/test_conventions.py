@@ -11,7 +11,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from meshstyle.cli import main
-from meshstyle.frames import transform_points, transform_pose
+from meshstyle.geometry.frames import transform_points, transform_pose
 
 TINY = ("seed = 1\n[optim]\niters = 1\n[cameras]\nviews = 2\nholdout = 0\n[texture]\nsize = 128\n"
         "[raster]\nimage_height = 48\nlevels = 1\n[loss]\nstyle_size = 64\nstyle_scales = [1.0]\n")
@@ -171,9 +171,9 @@ def test_export_obj_in_the_input_frame_of_a_run(frame_runs):
 
 def test_exported_cameras_render_the_runs_views(frame_runs):
     """transforms.json in nerfstudio's form (OpenGL axes, output frame) renders the run's own cameras."""
-    from meshstyle.cameras import Camera
-    from meshstyle.render import render_views
-    from meshstyle.result import load_result
+    from meshstyle.views.cameras import Camera
+    from meshstyle.outputs.render import render_views
+    from meshstyle.outputs.run_folder import load_result
 
     root, _, runs = frame_runs
     transforms, path_file = root / "transforms.json", root / "camera_path.json"

@@ -34,7 +34,7 @@ def test_readme_api_snippet_runs_as_written(tmp_path, monkeypatch):
 
 
 def test_library_and_cli_share_camera_defaults():
-    from meshstyle.cameras import DEFAULT_FOV_DEG, DEFAULT_HEIGHT, DEFAULT_WIDTH
+    from meshstyle.views.cameras import DEFAULT_FOV_DEG, DEFAULT_HEIGHT, DEFAULT_WIDTH
     from meshstyle.cli import build_parser
     from meshstyle.config import CameraConfig
 
@@ -44,7 +44,8 @@ def test_library_and_cli_share_camera_defaults():
 
 
 def test_frame_flags_offer_what_frames_accepts():
-    from meshstyle import cli, frames
+    from meshstyle import cli
+    from meshstyle.geometry import frames
 
     assert cli.UP_CHOICES == frames.UP_CHOICES
     assert set(cli.UNIT_CHOICES) == set(frames.UNITS)

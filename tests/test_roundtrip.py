@@ -10,11 +10,11 @@ import trimesh
 from PIL import Image
 from trimesh.visual.material import PBRMaterial
 
-from meshstyle.cameras import orbit
+from meshstyle.views.cameras import orbit
 from meshstyle.cli import main
-from meshstyle.render import psnr, render_views
-from meshstyle.result import load_result
-from meshstyle.scene import Scene, TexturedMesh
+from meshstyle.outputs.render import psnr, render_views
+from meshstyle.outputs.run_folder import load_result
+from meshstyle.geometry.scene import Scene, TexturedMesh
 
 
 def textured_cube() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -38,7 +38,7 @@ def command_line(argv: list[str] | None = None) -> str:
 
 
 def run_provenance() -> dict[str, Any]:
-    from . import __version__
+    from meshstyle import __version__
 
     return {"command_line": command_line(), "meshstyle": __version__,
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

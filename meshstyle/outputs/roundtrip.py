@@ -10,7 +10,7 @@ does) would blur its texels. Here the file's own scene graph is kept instead:
 - OBJ out: every node's mesh with its world transform applied, one `usemtl` group per material,
   each material's image as its own PNG (`<stem>_<n>.png`).
 
-The output frame is glTF's (+Y up, metres); an input's own up axis follows its format (frames.py),
+The output frame is glTF's (+Y up, metres); an input's own up axis follows its format (geometry/frames.py),
 so a glTF or OBJ keeps its coordinates exactly and a PLY is turned from +Z up to +Y up.
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .frames import transform_points, up_to_gltf
-from .io import atomic_path
+from meshstyle.errors import InputError
+from meshstyle.geometry.frames import transform_points, up_to_gltf
+from meshstyle.common.io import atomic_path
 
 _IMAGE_SLOTS = ("baseColorTexture", "metallicRoughnessTexture", "normalTexture", "occlusionTexture",
                 "emissiveTexture")
@@ -67,7 +67,7 @@ def _lossless(image):
 
 def _pbr(material):
     """The material as glTF PBR with lossless images. An MTL's Kd beside its map_Kd is left out,
-    as when reading (loaders.py): the texture is the colour; plain diffuse, not metallic."""
+    as when reading (inputs/meshes.py): the texture is the colour; plain diffuse, not metallic."""
     from trimesh.visual.material import PBRMaterial
 
     if isinstance(material, PBRMaterial):
@@ -84,7 +84,7 @@ def _pbr(material):
 
 
 def input_up(path: str | Path) -> tuple[float, float, float]:
-    from .loaders import file_up
+    from meshstyle.inputs.meshes import file_up
 
     return file_up(path)
 

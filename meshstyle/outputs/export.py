@@ -3,7 +3,7 @@
 Per-corner UVs become glTF/OBJ vertices by splitting every vertex once per distinct UV it carries
 (at UV seams), so a re-import yields the same triangles, positions and UVs.
 
-Files are written in the output frame (frames.py: glTF's +Y up, metres): `write_glb` rotates a mesh
+Files are written in the output frame (geometry/frames.py: glTF's +Y up, metres): `write_glb` rotates a mesh
 whose up axis is another one into it, in the vertex buffer itself (no root-node rotation), so every
 consumer, including ones that ignore node transforms, and the OBJ beside it agree vertex for vertex.
 """
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .frames import GLTF_UP, transform_points, up_to_gltf
-from .io import atomic_path, to_uint8
-from .scene import TexturedMesh
+from meshstyle.errors import InputError
+from meshstyle.common.io import atomic_path, to_uint8
+from meshstyle.geometry.frames import GLTF_UP, transform_points, up_to_gltf
+from meshstyle.geometry.scene import TexturedMesh
 
 MATERIAL_NAME = "stylized"
 REBAKE_MIN_SIZE, REBAKE_MAX_SIZE = 512, 4096   # atlas side when several source textures are merged
@@ -121,9 +121,9 @@ def read_textured(path: str | Path, reunwrap: bool = False) -> TexturedMesh:
     Files whose faces use several textures, or whose UVs tile beyond one copy of the texture, are
     re-baked into a fresh atlas; files without any texture are refused.
     """
-    from .atlas import bake_texture, make_atlas
-    from .config import SceneConfig
-    from .loaders import load_mesh_file
+    from meshstyle.atlas.unwrap import bake_texture, make_atlas
+    from meshstyle.config import SceneConfig
+    from meshstyle.inputs.meshes import load_mesh_file
 
     scene = load_mesh_file(path)
     appearance = scene.appearance

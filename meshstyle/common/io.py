@@ -96,7 +96,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read an 8-bit image as float32 RGB in [0,1], (H,W,3). Errors name the file."""
     import imageio.v3 as iio
 
-    from .errors import InputError
+    from meshstyle.errors import InputError
 
     path = Path(path)
     if not path.is_file():

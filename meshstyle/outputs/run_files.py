@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .errors import InputError
+from meshstyle.errors import InputError
 
 # Relative paths (fnmatch patterns, "/" separated) of what meshstyle writes into a run folder.
 OWN_PATTERNS = (

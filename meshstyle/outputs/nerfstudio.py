@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .cameras import Camera
-from .errors import InputError
-from .io import write_json
+from meshstyle.views.cameras import Camera
+from meshstyle.errors import InputError
+from meshstyle.common.io import write_json
 
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])   # its own inverse
 
@@ -55,7 +55,7 @@ def camera_path_document(cameras: list[Camera], fps: float = 30.0) -> dict:
 def write_run_cameras(result: str | Path, path: str | Path, form: str = "auto") -> int:
     """The optimisation cameras of a run folder (output frame) as `form` (transforms | camera_path |
     auto: by file name); returns how many were written."""
-    from .result import load_result
+    from meshstyle.outputs.run_folder import load_result
 
     loaded = load_result(result)
     if not loaded.cameras:

@@ -17,11 +17,11 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from .config import SceneConfig
-from .errors import InputError
-from .frames import GLTF_UP, apply_scene_options
-from .progress import warn
-from .scene import Appearance, Scene
+from meshstyle.config import SceneConfig
+from meshstyle.errors import InputError
+from meshstyle.common.progress import warn
+from meshstyle.geometry.frames import GLTF_UP, apply_scene_options
+from meshstyle.geometry.scene import Appearance, Scene
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
 GLTF_SUFFIXES = (".glb", ".gltf")
@@ -38,7 +38,7 @@ def load_scene(source: str | Path, config: SceneConfig | None = None) -> Scene:
 def _load(source: str | Path, config: SceneConfig) -> Scene:
     path = Path(source)
     if path.is_dir():
-        from .scans import load_scan  # scan folders need their own, heavier loader
+        from meshstyle.inputs.scans import load_scan  # scan folders need their own, heavier loader
 
         scene = load_scan(path, config)
         scene.up_source = "capture"
@@ -54,7 +54,7 @@ def _load(source: str | Path, config: SceneConfig) -> Scene:
 
 
 def file_up(path: str | Path) -> tuple[float, float, float]:
-    """The up axis a mesh file's format implies (frames.py): glTF and OBJ +Y, PLY/STL/OFF +Z."""
+    """The up axis a mesh file's format implies (geometry/frames.py): glTF and OBJ +Y, PLY/STL/OFF +Z."""
     return GLTF_UP if Path(path).suffix.lower() in Y_UP_SUFFIXES else (0.0, 0.0, 1.0)
 
 

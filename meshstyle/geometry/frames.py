@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import InputError
+from meshstyle.errors import InputError
 
 if TYPE_CHECKING:
-    from .cameras import Camera
-    from .scene import Scene
+    from meshstyle.views.cameras import Camera
+    from meshstyle.geometry.scene import Scene
 
 GLTF_UP = (0.0, 1.0, 0.0)
 UP_CHOICES = ("auto", "x", "y", "z", "-x", "-y", "-z")
@@ -112,7 +112,7 @@ def transform_pose(matrix: np.ndarray, cam_to_world: np.ndarray) -> np.ndarray:
 
 
 def transform_camera(matrix: np.ndarray, camera: "Camera") -> "Camera":
-    from .cameras import Camera
+    from meshstyle.views.cameras import Camera
 
     return Camera(K=camera.K.copy(), cam_to_world=transform_pose(matrix, camera.cam_to_world),
                   width=camera.width, height=camera.height)

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from . import cameras as camera_paths
-from .cameras import Camera
-from .errors import InputError
-from .io import write_json
-from .progress import warn
-from .scene import Scene, TexturedMesh
+from meshstyle.views import cameras as camera_paths
+from meshstyle.views.cameras import Camera
+from meshstyle.errors import InputError
+from meshstyle.common.io import write_json
+from meshstyle.common.progress import warn
+from meshstyle.geometry.scene import Scene, TexturedMesh
 
 GENERATED_KINDS = ("orbit", "walkthrough")
 DEFAULT_SIZE = (camera_paths.DEFAULT_WIDTH, camera_paths.DEFAULT_HEIGHT)
@@ -143,7 +143,7 @@ def walkthrough_path(scene: Scene, frames: int, rng: np.random.Generator, *, wid
     as a video); here they are key views, one per WALK_SECONDS_PER_KEY at 30 fps. Legs that would
     pass through furniture or walls are never taken; key views that cannot be reached are dropped.
     """
-    from .raster import Rasterizer
+    from meshstyle.raster.rasterizer import Rasterizer
 
     keys = int(np.clip(round(frames / (30 * WALK_SECONDS_PER_KEY)), 2, MAX_WALK_KEYS))
     # Spare candidates, so that the tour can go round furniture that blocks the direct leg.
