@@ -51,7 +51,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out_dir(out, resume=False, overwrite=args.overwrite)
     style = _style_spec(args.style)
-    return _run_stylize(scenes.demo_room(), style, config, out, resume=False, overwrite=True, evaluate=False)
+    return _run_stylize(scenes.demo_room(), style, config, out, resume=False, overwrite=args.overwrite,
+                        evaluate=False)
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
