@@ -14,6 +14,8 @@ Heavy modules (torch, open3d) load on first use, so `meshstyle --version` stays 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -44,3 +46,17 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
+
+class _Package(types.ModuleType):
+    """Importing a submodule sets it as an attribute of its package. The stage package
+    `meshstyle.stylize` shares its name with the API function `ms.stylize` (and a module could with
+    `ms.render`): the function stays what the name means, whichever was imported first."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _LAZY.get(name, (None, None))[1] is not None:
+            return   # left unset: __getattr__ resolves the function on first use
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

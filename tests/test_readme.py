@@ -50,3 +50,15 @@ def test_frame_flags_offer_what_frames_accepts():
     assert cli.UP_CHOICES == frames.UP_CHOICES
     assert set(cli.UNIT_CHOICES) == set(frames.UNITS)
     assert cli.OBJ_FRAME_CHOICES == frames.OBJ_FRAMES
+
+
+def test_api_names_stay_functions_after_their_namesake_packages_are_imported():
+    """`meshstyle.stylize` is also a subpackage: importing it must not replace `ms.stylize`."""
+    import subprocess
+    import sys
+
+    code = ("import meshstyle.stylize.texture, meshstyle.outputs.render, meshstyle as ms; "
+            "import types; assert not isinstance(ms.stylize, types.ModuleType), ms.stylize; "
+            "assert callable(ms.render) and callable(ms.stylize)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
