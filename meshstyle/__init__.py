@@ -14,8 +14,6 @@ Heavy modules (torch, open3d) load on first use, so `meshstyle --version` stays 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -23,7 +21,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "StylizeConfig": ("meshstyle.config", "StylizeConfig"),
     "load_config": ("meshstyle.config", "load_config"),
-    "load_scene": ("meshstyle.inputs.meshes", "load_scene"),
+    "load_scene": ("meshstyle.inputs.load", "load_scene"),
     "stylize": ("meshstyle.pipeline", "stylize"),
     "render": ("meshstyle.outputs.run_folder", "render"),
     "load_result": ("meshstyle.outputs.run_folder", "load_result"),
@@ -47,16 +45,3 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-
-class _Package(types.ModuleType):
-    """Importing a submodule sets it as an attribute of its package. The stage package
-    `meshstyle.stylize` shares its name with the API function `ms.stylize` (and a module could with
-    `ms.render`): the function stays what the name means, whichever was imported first."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _LAZY.get(name, (None, None))[1] is not None:
-            return   # left unset: __getattr__ resolves the function on first use
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

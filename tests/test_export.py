@@ -11,7 +11,8 @@ from meshstyle.atlas.unwrap import make_atlas, sample_wrapped
 from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
 from meshstyle.config import SceneConfig
 from meshstyle.errors import InputError
-from meshstyle.outputs.export import check_glb, glb_document, read_textured, up_to_gltf, write_glb, write_obj
+from meshstyle.inputs.textured import read_textured
+from meshstyle.outputs.export import check_glb, glb_document, up_to_gltf, write_glb, write_obj
 from meshstyle.raster.rasterizer import Rasterizer
 from meshstyle.outputs.render import psnr
 from meshstyle.geometry.scene import Scene, TexturedMesh

@@ -11,6 +11,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from meshstyle.errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -95,8 +97,6 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
 def read_image(path: str | Path) -> np.ndarray:
     """Read an 8-bit image as float32 RGB in [0,1], (H,W,3). Errors name the file."""
     import imageio.v3 as iio
-
-    from meshstyle.errors import InputError
 
     path = Path(path)
     if not path.is_file():

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from meshstyle.errors import InputError
+from meshstyle.geometry.axes import up_to_gltf
+from meshstyle.geometry.camera import Camera
 
 if TYPE_CHECKING:
-    from meshstyle.views.cameras import Camera
     from meshstyle.geometry.scene import Scene
 
 GLTF_UP = (0.0, 1.0, 0.0)
@@ -64,27 +65,6 @@ def check_obj_frame(name: str, source: str = "export.obj_frame") -> str:
     return name
 
 
-def up_to_gltf(up) -> np.ndarray:
-    """4x4 rotation taking the `up` axis to glTF's +Y (rotation about their common perpendicular)."""
-    source = np.asarray(up, dtype=np.float64)
-    source = source / np.linalg.norm(source)
-    target = np.asarray(GLTF_UP)
-    axis = np.cross(source, target)
-    sine, cosine = np.linalg.norm(axis), float(source @ target)
-    rotation = np.eye(3)
-    if sine < 1e-12:
-        if cosine < 0:  # upside down: half a turn about x
-            rotation = np.diag([1.0, -1.0, -1.0])
-    else:
-        k = axis / sine
-        cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-        rotation = np.eye(3) + sine * cross + (1 - cosine) * cross @ cross
-    rotation[np.abs(rotation) < 1e-12] = 0.0  # exact zeros keep axis-aligned rotations lossless
-    matrix = np.eye(4)
-    matrix[:3, :3] = rotation
-    return matrix
-
-
 def scene_to_output(scene: "Scene") -> np.ndarray:
     """4x4 from the scene frame (metres, input axes) to the output frame: a rotation."""
     return up_to_gltf(scene.up)
@@ -111,9 +91,7 @@ def transform_pose(matrix: np.ndarray, cam_to_world: np.ndarray) -> np.ndarray:
     return pose
 
 
-def transform_camera(matrix: np.ndarray, camera: "Camera") -> "Camera":
-    from meshstyle.views.cameras import Camera
-
+def transform_camera(matrix: np.ndarray, camera: Camera) -> Camera:
     return Camera(K=camera.K.copy(), cam_to_world=transform_pose(matrix, camera.cam_to_world),
                   width=camera.width, height=camera.height)
 
@@ -136,7 +114,7 @@ def apply_scene_options(scene: "Scene", up: str = "auto", units: str = "m") -> "
     return scene
 
 
-def _scaled_position(camera: "Camera", scale: float) -> "Camera":
+def _scaled_position(camera: Camera, scale: float) -> Camera:
     return transform_camera(np.diag([scale, scale, scale, 1.0]), camera)
 
 

@@ -1,4 +1,4 @@
-"""Scenes from mesh files, scan folders and built-in names.
+"""Scenes from mesh files (.ply .obj .glb .gltf .off .stl).
 
 Mesh files go through trimesh: on the 200k-triangle binary PLY of redkitchen it took 0.04-0.12 s and
 open3d 0.07 s (scripts/bench_atlas.py), not worth a second reader. A glTF scene graph is flattened with its node transforms; every
@@ -17,11 +17,11 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from meshstyle.config import SceneConfig
 from meshstyle.errors import InputError
 from meshstyle.common.progress import warn
-from meshstyle.geometry.frames import GLTF_UP, apply_scene_options
+from meshstyle.geometry.frames import GLTF_UP
 from meshstyle.geometry.scene import Appearance, Scene
+from meshstyle.geometry.mesh import corner_cross
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
 GLTF_SUFFIXES = (".glb", ".gltf")
@@ -29,41 +29,9 @@ Y_UP_SUFFIXES = (".glb", ".gltf", ".obj")
 NEUTRAL_GREY = 0.5
 
 
-def load_scene(source: str | Path, config: SceneConfig | None = None) -> Scene:
-    """A mesh file, a scan folder, or the name of a built-in scene (`meshstyle scenes`)."""
-    config = config or SceneConfig()
-    return apply_scene_options(_load(source, config), config.up, config.units)
-
-
-def _load(source: str | Path, config: SceneConfig) -> Scene:
-    path = Path(source)
-    if path.is_dir():
-        from meshstyle.inputs.scans import load_scan  # scan folders need their own, heavier loader
-
-        scene = load_scan(path, config)
-        scene.up_source = "capture"
-        return scene
-    if path.exists():
-        return load_mesh_file(path)
-    if isinstance(source, str) and path.suffix.lower() not in MESH_SUFFIXES:
-        builtin = _builtin_scene(source)
-        if builtin is not None:
-            return builtin
-        raise InputError(source, "no such file, folder or built-in scene (see `meshstyle scenes`)")
-    raise InputError(path, "no such file")
-
-
 def file_up(path: str | Path) -> tuple[float, float, float]:
     """The up axis a mesh file's format implies (geometry/frames.py): glTF and OBJ +Y, PLY/STL/OFF +Z."""
     return GLTF_UP if Path(path).suffix.lower() in Y_UP_SUFFIXES else (0.0, 0.0, 1.0)
-
-
-def _builtin_scene(name: str) -> Scene | None:
-    from meshstyle import scenes
-
-    if name not in scenes.SCENES:
-        return None
-    return scenes.build(name)
 
 
 @dataclass
@@ -212,7 +180,7 @@ def _clean(path: Path, vertices: np.ndarray, faces: np.ndarray,
     if not np.isfinite(vertices[referenced]).all():
         raise InputError(path, "has non-finite vertex coordinates (NaN or infinity)")
     corners = vertices[faces]
-    doubled_area = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    doubled_area = np.linalg.norm(corner_cross(corners), axis=1)
     extent = float(np.ptp(vertices[referenced], axis=0).max())
     good = ((faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
             & (doubled_area > 1e-12 * extent * extent))
@@ -248,7 +216,7 @@ def guess_kind(vertices: np.ndarray, faces: np.ndarray) -> str:
 
     centre = 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
     corners = vertices[faces]
-    normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])   # length = 2 area
+    normal = corner_cross(corners)   # length = 2 area
     toward_centre = np.einsum("fd,fd->f", normal, centre - corners.mean(axis=1)) > 0
     inward_share = float(np.linalg.norm(normal[toward_centre], axis=1).sum() / np.linalg.norm(normal, axis=1).sum())
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meshstyle.views.cameras import Camera
+from meshstyle.geometry.camera import Camera
 from meshstyle.errors import InputError
 from meshstyle.common.io import write_json
 
