@@ -4,7 +4,8 @@ The library API (the CLI is a thin layer over it)::
 
     import meshstyle as ms
     scene = ms.load_scene("room.ply")            # or a scan folder, or ms.scenes.demo_room()
-    result = ms.stylize(scene, style="starry.jpg", config=ms.StylizeConfig(...))
+    config = ms.load_config("settings.toml")     # any config keys; ms.StylizeConfig() = the defaults
+    result = ms.stylize(scene, style="starry.jpg", config=config)
     result.save("out/")
     frames = ms.render(result, cameras=ms.cameras.orbit(scene, n=36))
 
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "StylizeConfig": ("meshstyle.config", "StylizeConfig"),
+    "load_config": ("meshstyle.config", "load_config"),
     "load_scene": ("meshstyle.inputs.load", "load_scene"),
     "stylize": ("meshstyle.pipeline", "stylize"),
     "render": ("meshstyle.outputs.run_folder", "render"),
@@ -28,7 +30,7 @@ _LAZY = {
     "StylizeResult": ("meshstyle.outputs.run_folder", "StylizeResult"),
     "InputError": ("meshstyle.errors", "InputError"),
     "cameras": ("meshstyle.views.cameras", None),
-    "scenes": ("scenes", None),
+    "scenes": ("meshstyle.scenes", None),
     "styles": ("meshstyle.inputs.styles", None),
 }
 

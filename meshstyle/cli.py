@@ -13,9 +13,10 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, get_args
 
 from meshstyle import __version__
+from meshstyle.config import ObjFrame
 from meshstyle.errors import InputError, MeshstyleError, RankLost
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -58,7 +59,7 @@ def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def cmd_scenes(args: argparse.Namespace) -> int:
-    import scenes
+    from meshstyle import scenes
 
     for name, (_, description) in scenes.SCENES.items():
         print(f"{name:14s} {description}")
@@ -66,7 +67,7 @@ def cmd_scenes(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import scenes
+    from meshstyle import scenes
     from meshstyle.config import StylizeConfig
     from meshstyle.pipeline import quick_config
 
@@ -76,7 +77,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out_dir(out, resume=False, overwrite=args.overwrite)
     style = _style_spec(args.style)
-    return _run_stylize(scenes.demo_room(), style, config, out, resume=False, overwrite=True, evaluate=False)
+    return _run_stylize(scenes.demo_room(), style, config, out, resume=False, overwrite=args.overwrite,
+                        evaluate=False)
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -119,6 +121,7 @@ def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bo
     from meshstyle.common.distributed import current
     from meshstyle.common.progress import log
     from meshstyle.outputs.monitor import LiveView, SnapshotWriter
+    from meshstyle.outputs.run_files import clear_run_folder
     from meshstyle.pipeline import stylize
 
     observers = []
@@ -132,6 +135,8 @@ def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bo
             viewer = Viewer(host=view[0], port=view[1], screenshot_dir=out / "screenshots")
             announce_viewer(viewer)
             observers.append(LiveView(viewer))
+    if overwrite and not resume and current().is_main:
+        clear_run_folder(out)   # no file of the previous run may survive next to the new one
     try:
         try:
             result = stylize(scene, style, config, out_dir=out, resume=resume, observers=observers)
@@ -167,6 +172,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from meshstyle.common.progress import log
     from meshstyle.outputs.render import render_views, write_views, write_views_and_video
     from meshstyle.outputs.run_folder import load_result
+    from meshstyle.outputs.run_files import remove_stale_frames
     from meshstyle.views.trajectories import trajectory
 
     width, height = _parse_size(args.size)
@@ -188,24 +194,101 @@ def cmd_render(args: argparse.Namespace) -> int:
     else:
         paths = write_views(frames, out)
         log(f"wrote {len(paths)} views to {out}/")
+    # Frames of an older, longer render would pass for part of this one.
+    remove_stale_frames(out, len(paths))
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from meshstyle.outputs.export import write_glb, write_obj
     from meshstyle.common.progress import log
-    from meshstyle.outputs.run_folder import load_result
 
-    loaded = load_result(args.result)
-    out = Path(args.out) if args.out else _default_sibling(args.result, f"export.{args.format}")
-    if out.suffix.lower() != f".{args.format}":
-        raise InputError(out, f"--out must end in .{args.format} for --format {args.format}")
-    if args.format == "glb":
-        write_glb(loaded.mesh, out, up=loaded.scene.up)
-    else:
-        write_obj(loaded.mesh, out, texture_name=f"{out.stem}.png")
-    log(f"wrote {out}")
+    if args.format is None and args.cameras is None:
+        raise InputError("export", "nothing to export: give --format glb|obj and/or --cameras FILE.json")
+    result = Path(args.result)
+    if not result.exists():
+        raise InputError(result, "no such file or folder")
+    if args.format is not None:
+        out = Path(args.out) if args.out else _default_sibling(args.result, f"export.{args.format}")
+        if out.suffix.lower() != f".{args.format}":
+            raise InputError(out, f"--out must end in .{args.format} for --format {args.format}")
+        targets = [out] if args.format == "glb" else [out, out.with_suffix(".mtl")]
+        _refuse_existing(targets, args.overwrite)
+        _export_mesh(result, args.format, out, obj_frame=args.obj_frame, reunwrap=args.reunwrap,
+                     overwrite=args.overwrite)
+        log(f"wrote {out}")
+    if args.cameras is not None:
+        from meshstyle.outputs.nerfstudio import write_run_cameras
+
+        target = Path(args.cameras)
+        _refuse_existing([target], args.overwrite)
+        count = write_run_cameras(result, target, form=args.camera_format)
+        log(f"wrote {count} cameras to {target}")
     return EXIT_OK
+
+
+def _refuse_existing(targets: list[Path], overwrite: bool) -> None:
+    existing = [path for path in targets if path.exists()]
+    if existing and not overwrite:
+        raise InputError(existing[0], "already exists; pass --overwrite to replace it")
+    for path in existing:
+        if path.is_dir():
+            raise InputError(path, "is a folder; --out needs a file name")
+
+
+def _export_mesh(result: Path, format: str, out: Path, *, obj_frame: str, reunwrap: bool, overwrite: bool) -> None:
+    """A run folder's stylized mesh, or a textured file made elsewhere kept as it is (roundtrip.py)."""
+    from meshstyle.inputs.textured import read_textured
+    from meshstyle.outputs.export import in_output_frame, write_glb, write_obj
+    from meshstyle.geometry.frames import check_obj_frame
+
+    check_obj_frame(obj_frame, "--obj-frame")
+    if result.is_dir():
+        from meshstyle.outputs.run_folder import load_result
+
+        loaded = load_result(result)
+        mesh = loaded.mesh            # stylized.glb: already in the output frame
+        if format == "glb":
+            write_glb(mesh, out)
+            return
+        if obj_frame == "input":
+            mesh = _to_input_frame(mesh, loaded.run, result)
+        _refuse_existing([out.with_name(f"{out.stem}.png")], overwrite)
+        write_obj(mesh, out, texture_name=f"{out.stem}.png")
+        return
+    if result.suffix.lower() not in (".glb", ".gltf", ".obj"):
+        raise InputError(result, "expected a run folder or a textured .glb/.gltf/.obj")
+    from meshstyle.inputs.meshes import file_up
+
+    if reunwrap:
+        mesh = read_textured(result, reunwrap=True)
+        if format == "glb" or obj_frame == "output":
+            mesh = in_output_frame(mesh, file_up(result))
+        if format == "glb":
+            write_glb(mesh, out)
+        else:
+            _refuse_existing([out.with_name(f"{out.stem}.png")], overwrite)
+            write_obj(mesh, out, texture_name=f"{out.stem}.png")
+        return
+    from meshstyle.outputs.roundtrip import export_glb, export_obj
+
+    if format == "glb":
+        export_glb(result, out)
+    else:
+        export_obj(result, out, frame=obj_frame)
+
+
+def _to_input_frame(mesh, run, folder: Path):
+    import numpy as np
+
+    from meshstyle.geometry.frames import transform_points
+    from meshstyle.geometry.scene import TexturedMesh
+
+    matrix = (run.frame if run is not None else {}).get("input_to_output")
+    if matrix is None:
+        raise InputError(folder / "run.json", "records no frame transform (frame.input_to_output); "
+                                              "cannot write the input's frame")
+    to_input = np.linalg.inv(np.asarray(matrix, dtype=np.float64))
+    return TexturedMesh(transform_points(to_input, mesh.vertices), mesh.faces, mesh.uv, mesh.texture)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -250,6 +333,20 @@ def announce_viewer(viewer) -> None:
     print(f"meshstyle: viewer at {viewer.url} (Ctrl-C to stop)", flush=True)
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from meshstyle.common.cache import KINDS, cache_info, cache_root, clear_cache
+
+    if args.action == "clear":
+        kinds = tuple(args.kind) if args.kind else KINDS
+        print(f"removed {clear_cache(kinds)} cache entries from {cache_root()}")
+        return EXIT_OK
+    print(f"cache root: {cache_root()}  (MESHSTYLE_CACHE > XDG_CACHE_HOME/meshstyle > ~/.cache/meshstyle)")
+    for kind, figures in cache_info().items():
+        print(f"{kind:10s} {figures['entries']:6d} entries {figures['mb']:10.1f} MB of {figures['budget_mb']:.0f} MB"
+              f"  (MESHSTYLE_{kind.upper()}_CACHE_MB)")
+    return EXIT_OK
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from meshstyle.batch import main as run_batch
 
@@ -261,7 +358,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def _check_scene_arg(scene: str) -> None:
     """Name a missing scene before anything else is read, so the first error is the real one."""
-    import scenes
+    from meshstyle import scenes
 
     if not Path(scene).exists() and scene not in scenes.SCENES:
         raise InputError(scene, f"no such file or folder, and not a built-in scene ({', '.join(scenes.SCENES)})")
@@ -283,6 +380,14 @@ def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
         raise InputError(out, "no checkpoint.pt to resume from")
     if holds_run and not (resume or overwrite):
         raise InputError(out, "already holds a run; pass --resume to continue it or --overwrite to replace it")
+    if overwrite and not resume:
+        from meshstyle.outputs.run_files import foreign_files
+
+        foreign = foreign_files(out)
+        if foreign:
+            raise InputError(out, f"holds files meshstyle did not write ({', '.join(foreign[:3])}"
+                                  f"{' ...' if len(foreign) > 3 else ''}); --overwrite only replaces a run folder")
+
 
 
 def _check_device(device: str) -> None:
@@ -379,10 +484,25 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--background", default="ffffff", help="background colour (hex or r,g,b in 0..1)")
     render.add_argument("--seed", type=int, default=0, help="seed for generated trajectories")
 
-    export = add("export", cmd_export, "Export a result as a textured GLB or OBJ.")
-    export.add_argument("result", metavar="RESULT", help="run folder or textured .glb/.obj")
-    export.add_argument("--format", required=True, choices=["glb", "obj"])
-    export.add_argument("--out", metavar="FILE", help="output file (default: beside RESULT)")
+    export = add("export", cmd_export, "Export a result as a textured GLB or OBJ (glTF frame: +Y up, metres), "
+                                       "and/or its cameras for other tools.")
+    export.add_argument("result", metavar="RESULT", help="run folder or textured .glb/.gltf/.obj")
+    export.add_argument("--format", choices=["glb", "obj"], default=None,
+                        help="mesh format to write (default: none, when only --cameras is wanted)")
+    export.add_argument("--out", metavar="FILE", help="output file (default: RESULT/export.<format> for a run "
+                        "folder, <RESULT>-export.<format> beside a file)")
+    export.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
+    export.add_argument("--obj-frame", choices=list(get_args(ObjFrame)), default="output",
+                        help="OBJ in the GLB's frame (output) or the input's own (input) (default: output)")
+    export.add_argument("--reunwrap", action="store_true",
+                        help="re-unwrap and re-bake a textured file into one new atlas (default: keep its "
+                             "atlas, materials and texels exactly)")
+    export.add_argument("--cameras", metavar="FILE.json", default=None,
+                        help="also write the run's cameras (output frame) for nerfstudio and other tools "
+                             "(default: none)")
+    export.add_argument("--camera-format", choices=["auto", "transforms", "camera_path"], default="auto",
+                        help="nerfstudio transforms.json or camera_path.json; auto picks camera_path when "
+                             "the file name contains 'camera_path' (default: auto)")
 
     evaluate = add("eval", cmd_eval, "Measure a stylization: circles, style, content, seams, coverage.")
     evaluate.add_argument("result", metavar="RESULT", help="run folder or textured .glb/.obj")
@@ -397,6 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="port to serve on; the next free one if taken, 0 = any (default: 8080)")
 
     add("config", cmd_config, "List every config key with its type, default and meaning.")
+    cache = add("cache", cmd_cache, "Show or empty the caches (UV atlases, view fragments, render hits).")
+    cache.add_argument("action", choices=["info", "clear"], help="info: sizes and budgets; clear: delete entries")
+    cache.add_argument("--kind", action="append", choices=["atlas", "fragments", "render"], default=None,
+                       help="with clear: only this cache (repeatable; default: all)")
+
 
     batch = add("batch", cmd_batch, "Run every scene x style of a jobs file into OUT/<scene>__<style>/ "
                                     "(under torchrun: jobs spread over the ranks).")
@@ -445,6 +570,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from meshstyle.common.allocator import tune_allocator
 
     tune_allocator()
+    from meshstyle.outputs import provenance
+
+    provenance.invocation = ["meshstyle", *(sys.argv[1:] if argv is None else argv)]
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

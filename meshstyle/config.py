@@ -27,6 +27,9 @@ CameraKind = Literal["auto", "orbit", "walkthrough", "poses"]
 Statistic = Literal["gram", "adain"]
 ContentTarget = Literal["auto", "photo", "mesh"]
 Precision = Literal["auto", "float32", "bfloat16"]
+UpAxis = Literal["auto", "x", "y", "z", "-x", "-y", "-z"]
+Unit = Literal["m", "dm", "cm", "mm", "km", "in", "ft", "yd"]
+ObjFrame = Literal["output", "input"]
 
 
 def ranged(default: Any, low: float | None = None, high: float | None = None, *, above: bool = False,
@@ -43,6 +46,8 @@ class SceneConfig:
     frames: str | None = None          # frame subset of a scan: "0:200:5" (start:stop:step) or "0,5,10"
     intrinsics: str | None = None      # a scan's intrinsics file (3x3/4x4 matrix or BundleFusion info.txt)
     reunwrap: bool = False             # ignore an existing UV atlas and unwrap again
+    up: UpAxis = "auto"                # the input's up axis (auto: glTF/OBJ +y, PLY/STL/OFF +z, scans from the capture)
+    units: Unit = "m"                  # the input's length unit, converted to metres
 
 
 @dataclass
@@ -115,6 +120,11 @@ class OptimConfig:
 
 
 @dataclass
+class ExportConfig:
+    obj_frame: ObjFrame = "output"     # stylized.obj in the GLB's frame (output) or the input's own (input)
+
+
+@dataclass
 class StylizeConfig:
     scene: SceneConfig = field(default_factory=SceneConfig)
     cameras: CameraConfig = field(default_factory=CameraConfig)
@@ -122,6 +132,7 @@ class StylizeConfig:
     texture: TextureConfig = field(default_factory=TextureConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     seed: int = ranged(0, 0, 2**63 - 1)   # seed of every random choice (same seed, same texture)
     device: str = "cpu"                # cpu | cuda | cuda:N
 
@@ -165,6 +176,9 @@ FLAG_KEYS = {
     "mesh": "scene.mesh",
     "frames": "scene.frames",
     "intrinsics": "scene.intrinsics",
+    "up": "scene.up",
+    "units": "scene.units",
+    "obj_frame": "export.obj_frame",
 }
 
 
@@ -350,6 +364,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(path, f"invalid TOML: {exc}") from None
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> StylizeConfig:
+    """The run config of a TOML file (any keys of `meshstyle config`; None = the defaults), then
+    dotted-key overrides given as keywords with "__" for ".", e.g. optim__iters=400."""
+    return build_config(path, [f"{key.replace('__', '.')}={value}" for key, value in overrides.items()])
 
 
 def build_config(toml_path: str | Path | None = None, overrides: list[str] = (),

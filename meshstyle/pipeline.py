@@ -30,6 +30,7 @@ from meshstyle.stylize.optimize import (Objective, PatchTarget, TrainView, evalu
                        render_patch, steps_per_second)
 from meshstyle.stylize.patches import LevelPatch, reference_depth, split_by_depth
 from meshstyle.common.progress import log, progress
+from meshstyle.outputs.provenance import style_record
 from meshstyle.raster.rasterizer import Rasterizer, view_pyramids
 from meshstyle.outputs.run_folder import StylizeResult
 from meshstyle.atlas.texture_size import default_texture_size
@@ -113,6 +114,7 @@ def stylize(scene: Scene | None, style: str | Path | np.ndarray, config: Stylize
     info = dict(prepared.info)
     final, info["painted"] = finish_texture(outcome.texture.permute(1, 2, 0).cpu().numpy(), prepared)
     final_tensor = torch.from_numpy(final).permute(2, 0, 1).contiguous().to(device)
+    info["style_source"] = style_record(style)
     info["steps"] = len(outcome.history)
     info["steps_per_s"] = steps_per_second(outcome.history[len(outcome.history) - outcome.steps_run:])
     if world.enabled:

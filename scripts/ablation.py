@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the nested figures as JSON here")
     args = parser.parse_args()
 
-    import scenes
+    from meshstyle import scenes
 
     scene = scenes.demo_room(args.seed)
     base = base_config(args)

@@ -36,7 +36,7 @@ def load(name: str):
         timed("read PLY, trimesh", lambda: trimesh.load(REDKITCHEN, process=False))
         timed("read PLY, open3d", lambda: o3d.io.read_triangle_mesh(str(REDKITCHEN)))
         return timed("load_mesh_file (clean, weld, kind)", lambda: load_mesh_file(REDKITCHEN))
-    import scenes
+    from meshstyle import scenes
 
     return timed(f"build {name}", lambda: scenes.build(name))
 

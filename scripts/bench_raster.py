@@ -19,7 +19,7 @@ import torch
 
 def bench_scene():
     try:
-        import scenes
+        from meshstyle import scenes
 
         return scenes.demo_room(), "demo-room"
     except (ImportError, AttributeError):

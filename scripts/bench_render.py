@@ -46,7 +46,7 @@ def main() -> int:
     from meshstyle.raster.rasterizer import write_camera_rays
     from meshstyle.outputs.render import ViewRenderer
     from meshstyle.geometry.scene import TexturedMesh
-    from scenes.room import demo_room
+    from meshstyle.scenes.room import demo_room
 
     scene = demo_room()
     atlas = make_atlas(scene, args.texture)

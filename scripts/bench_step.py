@@ -16,7 +16,7 @@ import time
 
 import torch
 
-import scenes
+from meshstyle import scenes
 from meshstyle.config import StylizeConfig
 from meshstyle.stylize.optimize import InterruptFlag, accumulate_gradients, optimize, precompute_content
 from meshstyle.pipeline import prepare

@@ -192,7 +192,7 @@ def test_bake_texture_fills_gutter_and_greys_without_colours(private_cache):
 def test_baked_vertex_colours_render_like_the_vertex_colours_of_demo_room():
     import torch
 
-    import scenes
+    from meshstyle import scenes
     from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
     from meshstyle.raster.rasterizer import Rasterizer
     from meshstyle.stylize.texture import sample

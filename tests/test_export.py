@@ -1,8 +1,6 @@
 """GLB and OBJ export: UV orientation, viewer-ready materials, exact round trips, atomic file sets."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import trimesh
@@ -58,9 +56,6 @@ def test_four_corners_keep_their_colours_through_trimesh(tmp_path, suffix):
     image = material.baseColorTexture if isinstance(material, PBRMaterial) else material.image
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
     positions = np.asarray(loaded.vertices)
-    if suffix == ".glb":  # viewers see the z-up quad stood up in glTF's y-up frame
-        assert np.allclose(up_to_gltf((0, 0, 1))[:3, :3] @ [0, 0, 1], [0, 1, 0])
-        positions = positions @ up_to_gltf((0, 0, 1))[:3, :3]
     for position, uv in zip(positions, np.asarray(loaded.visual.uv)):
         corner = tuple(int(round(value)) for value in position[:2])
         assert np.allclose(uv, corner, atol=1e-6)
@@ -91,14 +86,25 @@ def test_glb_is_what_a_browser_viewer_expects(tmp_path):
     assert pbr["metallicFactor"] == 0 and pbr["roughnessFactor"] == 1 and "baseColorTexture" in pbr
     assert document["images"][0]["mimeType"] == "image/png"
     assert {"POSITION", "TEXCOORD_0", "NORMAL"} <= set(document["meshes"][0]["primitives"][0]["attributes"])
-    # The root node turns z-up into glTF's y-up; the up axis is recorded for our own reader.
-    assert np.allclose(np.reshape(document["nodes"][0]["matrix"], (4, 4)).T, up_to_gltf((0, 0, 1)))
-    assert document["scenes"][0]["extras"]["meshstyle"]["up"] == [0, 0, 1]
-    # trimesh's default material, for contrast, is what docs/TRAPS.md warns about: check_glb notices.
+    # The vertex buffer is already in glTF's frame: no node moves it.
+    assert all("matrix" not in node and "rotation" not in node for node in document["nodes"])
+    # trimesh's default material, for contrast, is what TRAPS.md warns about: check_glb notices.
     plain = trimesh.Trimesh(*(lambda m: (m.vertices, m.faces))(four_corner_quad()), process=False)
     plain.visual = trimesh.visual.TextureVisuals(uv=np.zeros((4, 2)), image=Image.new("RGB", (2, 2)))
     plain.export(tmp_path / "plain.glb")
     assert any("metallic" in problem for problem in check_glb(tmp_path / "plain.glb"))
+
+
+def test_glb_of_a_z_up_mesh_is_rotated_into_the_vertex_buffer(tmp_path):
+    """write_glb(up=+z) stands the mesh up in glTF's +Y frame in the vertices themselves, the same
+    rotation as Blender's: x stays, z becomes y, y becomes -z."""
+    quad = four_corner_quad()
+    write_glb(quad, tmp_path / "quad.glb", up=(0, 0, 1))
+    assert np.allclose(up_to_gltf((0, 0, 1))[:3, :3] @ [0, 0, 1], [0, 1, 0])
+    loaded = trimesh.load_scene(tmp_path / "quad.glb").to_geometry()
+    x, y, z = quad.vertices.T
+    expected = np.stack([x, z, -y], axis=1)
+    assert np.allclose(np.unique(np.asarray(loaded.vertices), axis=0), np.unique(expected, axis=0))
 
 
 def test_obj_set_has_white_diffuse_and_names_its_texture(tmp_path):
@@ -171,13 +177,13 @@ def test_read_textured_rebakes_several_textures_and_refuses_none(tmp_path, monke
         read_textured(tmp_path / "bare.glb")
 
 
-def test_glb_round_trip_restores_our_up_axis(tmp_path):
+def test_glb_round_trip_reads_back_the_output_frame(tmp_path):
+    """Our GLB is an ordinary +Y-up glTF: reading it back gives the rotated vertices and up +Y."""
     from meshstyle.inputs.meshes import load_mesh_file
 
     quad = four_corner_quad()
-    write_glb(quad, tmp_path / "quad.glb")
+    write_glb(quad, tmp_path / "quad.glb", up=(0, 0, 1))
     scene = load_mesh_file(tmp_path / "quad.glb")
-    assert scene.up == (0.0, 0.0, 1.0)
-    assert np.allclose(np.sort(scene.vertices, axis=0), np.sort(quad.vertices, axis=0))
-    document = glb_document(tmp_path / "quad.glb")
-    assert json.dumps(document["scenes"][0]["extras"])  # plain JSON, readable by any tool
+    assert scene.up == (0.0, 1.0, 0.0)
+    rotated = quad.vertices @ up_to_gltf((0, 0, 1))[:3, :3].T
+    assert np.allclose(np.sort(scene.vertices, axis=0), np.sort(rotated, axis=0))

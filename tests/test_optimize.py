@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import scenes
+from meshstyle import scenes
 from meshstyle.config import StylizeConfig
 from meshstyle.errors import InputError
 from meshstyle.stylize.optimize import learning_rate, load_checkpoint, optimize, views_for_step

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import scenes
+from meshstyle import scenes
 from meshstyle.config import StylizeConfig
 from meshstyle.errors import InputError
 from meshstyle.pipeline import quick_config, stylize

@@ -7,10 +7,10 @@ import pytest
 import scipy.sparse
 from scipy.sparse.csgraph import connected_components
 
-import scenes
+from meshstyle import scenes
 from meshstyle.errors import InputError
 from meshstyle.geometry.scene import Scene
-from scenes.room import OPENINGS, ROOM_SIZE
+from meshstyle.scenes.room import OPENINGS, ROOM_SIZE
 
 
 @pytest.fixture(scope="module")

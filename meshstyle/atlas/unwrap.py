@@ -25,7 +25,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from meshstyle.atlas.charts import MIN_CHART_SIDE_TEXELS, chart_fragmentation
-from meshstyle.common.cache import cache_dir, fingerprint
+from meshstyle.common.cache import budget_mb, cache_dir, fingerprint, prune, touch
 from meshstyle.config import SceneConfig
 from meshstyle.common.io import atomic_path
 from meshstyle.common.progress import log, progress, warn
@@ -82,12 +82,14 @@ def make_atlas(scene: Scene, size: int, config: SceneConfig | None = None) -> At
     cache_file = atlas_cache_file(scene, size)
     cached = _read_cached(cache_file)
     if cached is not None:
+        touch(cache_file)
         cached.seconds = time.perf_counter() - started
         return cached
 
     uv, method = unwrap(scene.vertices, scene.faces, size)
     atlas = _measured(scene, uv, size, method, started)
     _write_cached(cache_file, atlas)
+    prune(cache_file.parent, budget_mb("atlas"))
     log(f"atlas: {atlas.method}, {atlas.charts} charts, {atlas.utilisation:.0%} of {size}^2 texels used, "
         f"{atlas.texels_per_metre:.0f} texels/m, {atlas.seconds:.1f} s")
     return atlas

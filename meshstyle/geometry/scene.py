@@ -64,8 +64,10 @@ class Scene:
     appearance: Appearance = field(default_factory=Appearance)
     photos: list[Photo] = field(default_factory=list)
     kind: str = "object"            # "room" (cameras look out from inside) or "object" (orbit)
-    up: tuple[float, float, float] = (0.0, 0.0, 1.0)   # world up; glTF files are +y up
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)   # world up (geometry/frames.py: which input gets which)
     source: str = ""                # file or folder it came from, for messages and fingerprints
+    unit_scale: float = 1.0         # metres per unit of the input's coordinates (--units)
+    up_source: str = "built-in"     # how `up` was chosen: a file format's convention, the capture, --up
 
     @property
     def bounds(self) -> np.ndarray:

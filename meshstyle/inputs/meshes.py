@@ -7,6 +7,7 @@ Scene whose `Appearance` indexes several source textures.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import struct
@@ -18,13 +19,19 @@ import numpy as np
 
 from meshstyle.errors import InputError
 from meshstyle.common.progress import warn
-from meshstyle.geometry.axes import up_to_gltf
+from meshstyle.geometry.frames import GLTF_UP
 from meshstyle.geometry.scene import Appearance, Scene
 from meshstyle.geometry.mesh import corner_cross
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
 GLTF_SUFFIXES = (".glb", ".gltf")
+Y_UP_SUFFIXES = (".glb", ".gltf", ".obj")
 NEUTRAL_GREY = 0.5
+
+
+def file_up(path: str | Path) -> tuple[float, float, float]:
+    """The up axis a mesh file's format implies (geometry/frames.py): glTF and OBJ +Y, PLY/STL/OFF +Z."""
+    return GLTF_UP if Path(path).suffix.lower() in Y_UP_SUFFIXES else (0.0, 0.0, 1.0)
 
 
 @dataclass
@@ -50,21 +57,17 @@ def load_mesh_file(path: str | Path) -> Scene:
 
     for texture_name in missing_texture_files(path):
         warn(f"{path}: texture '{texture_name}' not found; using the mesh's colours instead")
-    parts, recorded_up = _read_parts(path)
+    parts = _read_parts(path)
     vertices, faces, appearance = _merge(parts)
     vertices, faces, appearance = _clean(path, vertices, faces, appearance)
-    up = (0.0, 1.0, 0.0) if suffix in GLTF_SUFFIXES else (0.0, 0.0, 1.0)
-    if recorded_up is not None:
-        # Our own GLB: undo the root rotation that write_glb added for +y-up viewers.
-        vertices = vertices @ up_to_gltf(recorded_up)[:3, :3]   # row vectors: R^T applied
-        up = recorded_up
-    scene = Scene(name=path.stem, vertices=vertices, faces=faces, appearance=appearance, up=up, source=str(path))
+    scene = Scene(name=path.stem, vertices=vertices, faces=faces, appearance=appearance, up=file_up(path),
+                  source=str(path), up_source=f"{suffix} convention")
     scene.kind = guess_kind(vertices, faces)
     return scene
 
 
-def _read_parts(path: Path) -> tuple[list[_Part], tuple[float, float, float] | None]:
-    """The file's meshes in world coordinates, and the up axis recorded by `write_glb` (if any)."""
+def _read_parts(path: Path) -> list[_Part]:
+    """The file's meshes in world coordinates (node transforms applied)."""
     import trimesh
 
     try:
@@ -77,10 +80,7 @@ def _read_parts(path: Path) -> tuple[list[_Part], tuple[float, float, float] | N
     if not parts:
         has_points = any(len(getattr(mesh, "vertices", ())) for mesh in meshes)
         raise InputError(path, "has no triangles (a point cloud?)" if has_points else "has no triangles")
-    recorded = (loaded.metadata or {}).get("meshstyle", {})
-    up = recorded.get("up") if isinstance(recorded, dict) else None
-    valid_up = isinstance(up, (list, tuple)) and len(up) == 3 and np.linalg.norm(np.asarray(up, float)) > 0
-    return parts, (tuple(float(value) for value in up) if valid_up else None)
+    return parts
 
 
 def _part_of(mesh) -> _Part:
@@ -152,10 +152,16 @@ def _merge(parts: list[_Part]) -> tuple[np.ndarray, np.ndarray, Appearance]:
             else np.full((len(part.vertices), 3), NEUTRAL_GREY, dtype=np.float32) for part in parts])
     if any(part.texture is not None for part in parts):
         uv_parts, face_texture = [], []
+        seen: dict[tuple, int] = {}
         for part in parts:
             if part.texture is not None:
-                face_texture.append(np.full(len(part.faces), len(appearance.textures), dtype=np.int32))
-                appearance.textures.append(part.texture)
+                # glTF nodes that share one material give each part its own copy of the same image:
+                # one texture, not several (several would force re-baking into a new atlas).
+                key = (part.texture.shape, hashlib.sha1(np.ascontiguousarray(part.texture).tobytes()).hexdigest())
+                if key not in seen:
+                    seen[key] = len(appearance.textures)
+                    appearance.textures.append(part.texture)
+                face_texture.append(np.full(len(part.faces), seen[key], dtype=np.int32))
                 uv_parts.append(part.uv[part.faces])
             else:
                 face_texture.append(np.full(len(part.faces), -1, dtype=np.int32))

@@ -17,17 +17,17 @@ from meshstyle.inputs.meshes import load_mesh_file
 REBAKE_MIN_SIZE, REBAKE_MAX_SIZE = 512, 4096   # atlas side when several source textures are merged
 
 
-def read_textured(path: str | Path) -> TexturedMesh:
+def read_textured(path: str | Path, reunwrap: bool = False) -> TexturedMesh:
     """A textured GLB/OBJ (ours or from elsewhere) as one mesh with one texture.
 
     Files whose faces use several textures, or whose UVs tile beyond one copy of the texture, are
-    re-baked into a fresh atlas; files without any texture are refused.
+    re-baked into a fresh atlas (all files with `reunwrap`); files without any texture are refused.
     """
     scene = load_mesh_file(path)
     appearance = scene.appearance
     if not appearance.textures:
         raise InputError(path, "has no texture (expected a base-colour texture with UVs)")
-    if len(appearance.textures) == 1 and np.all(appearance.face_texture >= 0):
+    if not reunwrap and len(appearance.textures) == 1 and np.all(appearance.face_texture >= 0):
         uv = _wrapped(appearance.uv)
         if uv is not None:
             return TexturedMesh(vertices=scene.vertices, faces=scene.faces, uv=uv, texture=appearance.textures[0])

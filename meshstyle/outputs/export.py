@@ -3,9 +3,9 @@
 Per-corner UVs become glTF/OBJ vertices by splitting every vertex once per distinct UV it carries
 (at UV seams), so a re-import yields the same triangles, positions and UVs.
 
-glTF is +y up, meshstyle scenes are +z up: the GLB keeps our coordinates in its vertex buffer and puts
-the rotation into its root node, so viewers show the scene upright, and records our up axis in the scene
-extras so that `load_mesh_file` undoes the rotation exactly.
+Files are written in the output frame (geometry/frames.py: glTF's +Y up, metres): `write_glb` rotates a mesh
+whose up axis is another one into it, in the vertex buffer itself (no root-node rotation), so every
+consumer, including ones that ignore node transforms, and the OBJ beside it agree vertex for vertex.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from meshstyle.errors import InputError
 from meshstyle.common.io import atomic_path, to_uint8
-from meshstyle.geometry.axes import Z_UP, up_to_gltf
+from meshstyle.geometry.frames import GLTF_UP, transform_points, up_to_gltf
 from meshstyle.geometry.scene import TexturedMesh
 from meshstyle.geometry.mesh import corner_cross
 
@@ -65,13 +65,21 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return np.where(length > 0, summed / np.maximum(length, 1e-30), [0.0, 0.0, 1.0])
 
 
-def write_glb(mesh: TexturedMesh, path: str | Path, up: tuple[float, float, float] = Z_UP) -> None:
-    """Binary glTF with the texture embedded as PNG in a PBR material (metallic 0, roughness 1)."""
+def in_output_frame(mesh: TexturedMesh, up: tuple[float, float, float]) -> TexturedMesh:
+    """The mesh rotated so that its `up` axis becomes glTF's +Y (exact for axis-aligned ups)."""
+    if tuple(float(value) for value in up) == GLTF_UP:
+        return mesh
+    vertices = transform_points(up_to_gltf(up), mesh.vertices)
+    return TexturedMesh(vertices=vertices, faces=mesh.faces, uv=mesh.uv, texture=mesh.texture)
+
+
+def write_glb(mesh: TexturedMesh, path: str | Path, up: tuple[float, float, float] = GLTF_UP) -> None:
+    """Binary glTF with the texture embedded as PNG in a PBR material (metallic 0, roughness 1);
+    a mesh whose up axis is not +Y is rotated into glTF's frame first."""
     import trimesh
 
     scene = trimesh.Scene()
-    scene.add_geometry(_trimesh_of(mesh), node_name="mesh", geom_name="mesh", transform=up_to_gltf(up))
-    scene.metadata["meshstyle"] = {"up": [float(value) for value in up]}
+    scene.add_geometry(_trimesh_of(in_output_frame(mesh, up)), node_name="mesh", geom_name="mesh")
     data = scene.export(file_type="glb")
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

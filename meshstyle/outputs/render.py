@@ -20,13 +20,13 @@ within a size budget.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from meshstyle.common.cache import budget_mb, prune, touch
 from meshstyle.common.cache import cache_dir as default_cache_dir
 from meshstyle.common.cache import fingerprint
 from meshstyle.geometry.camera import Camera
@@ -51,7 +51,7 @@ AMBIENT = 0.35
 # Bumped whenever what the render cache stores changes (raster's own format is part of the key too).
 CACHE_FORMAT = "view-faces-1"
 # Disk budget of the render cache (a 640x480 view takes 1.2 MB); least recently used views go first.
-CACHE_BUDGET_MB = float(os.environ.get("MESHSTYLE_RENDER_CACHE_MB", 2048))
+CACHE_BUDGET_MB = budget_mb("render")
 
 Colour = tuple[float, float, float]
 
@@ -131,25 +131,13 @@ class ViewRenderer:
             bar.close()
             self.prune_cache()
 
-    def prune_cache(self, budget_mb: float = CACHE_BUDGET_MB) -> None:
+    def prune_cache(self, budget_mb: float | None = None) -> None:
         """Delete the least recently used cached views beyond the size budget (long videos add up)."""
         if self._cache_dir is None:
             return
         for stale in self._cache_dir.glob("*.npz"):   # per-pixel samples of the older cache format
             stale.unlink(missing_ok=True)
-        entries = []
-        for path in self._cache_dir.glob("*.npy"):
-            try:
-                info = path.stat()
-            except FileNotFoundError:  # pruned by a concurrent render
-                continue
-            entries.append((info.st_mtime, info.st_size, path))
-        total = sum(size for _, size, _ in entries)
-        for _, size, path in sorted(entries):
-            if total <= budget_mb * 2**20:
-                break
-            path.unlink(missing_ok=True)
-            total -= size
+        prune(self._cache_dir, CACHE_BUDGET_MB if budget_mb is None else budget_mb)
 
     def _cache_path(self, camera: Camera) -> Path | None:
         if self._cache_dir is None:
@@ -178,7 +166,7 @@ class ViewRenderer:
         if not valid:
             path.unlink(missing_ok=True)
             return None
-        os.utime(path)  # recently used entries survive pruning
+        touch(path)  # recently used entries survive pruning
         return faces
 
     def _rasterizer(self) -> Rasterizer:

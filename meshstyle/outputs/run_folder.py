@@ -25,6 +25,9 @@ from meshstyle.stylize.optimize import StepRecord
 from meshstyle.outputs.export import write_glb, write_obj
 from meshstyle.outputs.render import contact_sheet, render_views
 from meshstyle.views.cameras import orbit, walkthrough
+from meshstyle.geometry.frames import check_obj_frame, frame_record, scene_to_output, transform_camera, transform_points
+from meshstyle.outputs.provenance import input_fingerprint, run_provenance
+from meshstyle.outputs.run_files import clear_run_folder
 
 
 @dataclass
@@ -64,60 +67,92 @@ class StylizeResult:
 SAVED_VIEWS = 8
 CONTACT_VIEWS = 4
 VIEW_HEIGHT = 360
+# Generated views that score a bare GLB/OBJ: small enough that eval takes seconds.
+EVAL_SIZE = (320, 240)
+EVAL_FOV_DEG = 50.0
 
 
 def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write the run folder. Outputs are in the output frame (geometry/frames.py: glTF's +Y up,
+    metres; stylized.obj in the input's frame with `export.obj_frame = "input"`); run.json records
+    the input -> output transform and the cameras in both frames."""
     out = Path(out_dir)
     if (out / "run.json").exists() and not overwrite:
         raise InputError(out, "already holds a run; pass overwrite=True (CLI: --overwrite)")
+    obj_frame = check_obj_frame(result.config.export.obj_frame)
+    if overwrite:
+        # The checkpoint and snapshots in the folder are this run's own (written while it optimised).
+        clear_run_folder(out, keep=("checkpoint.pt", "snapshots/*"))
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
+    scene = result.scene
+    to_output = scene_to_output(scene)
+    output_mesh = TexturedMesh(transform_points(to_output, result.mesh.vertices), result.mesh.faces,
+                               result.mesh.uv, result.mesh.texture)
+    written = ["texture.png", "initial_texture.png", "style.png", "stylized.glb", "stylized.obj", "stylized.mtl"]
     write_image(out / "texture.png", result.mesh.texture)
     write_image(out / "initial_texture.png", result.original.texture)
     write_image(out / "style.png", result.style_image)
     if len(result.style_images) > 1:
         for index, image in enumerate(result.style_images, 1):
             write_image(out / f"style-{index}.png", image)
-    write_glb(result.mesh, out / "stylized.glb", up=result.scene.up)
-    write_obj(result.mesh, out / "stylized.obj", texture_name="texture.png")
+            written.append(f"style-{index}.png")
+    write_glb(output_mesh, out / "stylized.glb")
+    obj_mesh = output_mesh if obj_frame == "output" else TexturedMesh(
+        np.asarray(result.mesh.vertices, dtype=np.float64) / scene.unit_scale, result.mesh.faces,
+        result.mesh.uv, result.mesh.texture)
+    write_obj(obj_mesh, out / "stylized.obj", texture_name="texture.png")
 
     chosen = _spread(result.views, SAVED_VIEWS)
     shown = [view.camera.scaled(VIEW_HEIGHT) for view in chosen]
     stylized_views = list(render_views(result.mesh, shown))
     for index, view in enumerate(stylized_views):
         write_image(out / "views" / f"{index:04d}.png", view)
+        written.append(f"views/{index:04d}.png")
     content_views = _content_views(result, chosen[:CONTACT_VIEWS], shown[:CONTACT_VIEWS])
     sheet = contact_sheet(result.style_image, list(zip(content_views, stylized_views[:CONTACT_VIEWS])))
     write_image(out / "contact_sheet.png", sheet)
+    written.append("contact_sheet.png")
 
     if result.checkpoint is not None:
         import torch
 
         with atomic_path(out / "checkpoint.pt") as tmp:
             torch.save(result.checkpoint, tmp)
+        written.append("checkpoint.pt")
 
     timings = dict(result.timings)
     timings["save"] = round(time.perf_counter() - started, 3)
+    # Cameras as the pipeline used them live in the scene frame (input axes, metres).
+    to_input = np.diag([1.0 / scene.unit_scale] * 3 + [1.0])
     write_json(out / "run.json", RunInfo(
         meshstyle=__version__,
+        provenance=run_provenance(),
         config=result.config.to_dict(),
         seed=result.config.seed,
         versions=_versions(),
         inputs={
             "scene": result.scene.source or result.scene.name,
             "scene_name": result.scene.name,
+            "scene_fingerprint": input_fingerprint(result.scene.source or result.scene.name),
+            "style": result.info.get("style_source"),
             "mesh_fingerprint": fingerprint(result.scene.vertices, result.scene.faces),
             "style_fingerprint": fingerprint(np.asarray(result.style_image, dtype=np.float32)),
         },
-        scene={"name": result.scene.name, "kind": result.scene.kind, "up": list(result.scene.up),
-               "camera_source": "photos" if result.scene.photos else "generated"},
+        scene={"name": scene.name, "kind": scene.kind, "up": [0.0, 1.0, 0.0], "input_up": list(scene.up),
+               "camera_source": "photos" if scene.photos else "generated"},
+        frame=frame_record(scene, obj_frame),
         timings=timings,
         history=result.history,
         info=result.info,
         metrics={},
-        cameras=[camera.to_dict() for camera in result.cameras],
-        holdout=[camera.to_dict() for camera in result.holdout],
+        # Output frame (stylized.glb's); the *_input lists are the same cameras in the input's frame.
+        cameras=[transform_camera(to_output, camera).to_dict() for camera in result.cameras],
+        holdout=[transform_camera(to_output, camera).to_dict() for camera in result.holdout],
+        cameras_input=[transform_camera(to_input, camera).to_dict() for camera in result.cameras],
+        holdout_input=[transform_camera(to_input, camera).to_dict() for camera in result.holdout],
+        files=sorted(written + ["run.json"]),
     ).to_dict())
     return out
 
@@ -188,9 +223,9 @@ def load_result(path: str | Path) -> LoadedResult:
             original = TexturedMesh(mesh.vertices, mesh.faces, mesh.uv, read_image(path / "initial_texture.png"))
         style = read_image(path / "style.png") if (path / "style.png").is_file() else None
         scene_info = run.scene if run is not None else {}
+        # stylized.glb and the run's "cameras" are in the output frame: +Y up.
         scene = Scene(name=scene_info.get("name", path.name), vertices=mesh.vertices, faces=mesh.faces,
-                      kind=scene_info.get("kind", _guess_kind(mesh)), up=tuple(scene_info.get("up", (0, 0, 1))),
-                      source=str(path))
+                      kind=scene_info.get("kind", _guess_kind(mesh)), up=(0.0, 1.0, 0.0), source=str(path))
         cameras = [Camera.from_dict(item) for item in (run.cameras if run is not None else [])]
         holdout = [Camera.from_dict(item) for item in (run.holdout if run is not None else [])]
         return LoadedResult(mesh, scene, cameras, holdout, original, style, run, path)
@@ -227,8 +262,9 @@ def evaluate_run(path: str | Path, metrics: list[str] | None = None) -> dict[str
     cameras, holdout = loaded.cameras, loaded.holdout
     if not cameras:
         rng = np.random.default_rng(0)
-        generated = (walkthrough(loaded.scene, 12, rng) if loaded.scene.kind == "room"
-                     else orbit(loaded.scene, 12))
+        generated = (walkthrough(loaded.scene, 12, rng, width=EVAL_SIZE[0], height=EVAL_SIZE[1])
+                     if loaded.scene.kind == "room"
+                     else orbit(loaded.scene, 12, width=EVAL_SIZE[0], height=EVAL_SIZE[1], fov_deg=EVAL_FOV_DEG))
         cameras, holdout = generated[:8], generated[8:]
     report = evaluate(loaded.mesh, original=loaded.original, cameras=cameras, holdout=holdout or None,
                       style_image=loaded.style_image, metrics=metrics)

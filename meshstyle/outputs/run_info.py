@@ -32,6 +32,12 @@ class RunInfo:
     metrics: dict[str, Any] = field(default_factory=dict)         # filled by `meshstyle eval`
     cameras: list[dict[str, Any]] = field(default_factory=list)   # Camera.to_dict() of each view
     holdout: list[dict[str, Any]] = field(default_factory=list)
+    # geometry/frames.py and outputs/provenance.py: where the run came from and how its frames relate
+    provenance: dict[str, Any] = field(default_factory=dict)      # command line, version, UTC timestamp
+    frame: dict[str, Any] = field(default_factory=dict)           # input_to_output 4x4, up, units, obj frame
+    cameras_input: list[dict[str, Any]] = field(default_factory=list)   # `cameras` in the input's frame
+    holdout_input: list[dict[str, Any]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)                # what the run wrote (--overwrite clears them)
     extra: dict[str, Any] = field(default_factory=dict)           # keys this version does not name
     version: int = RUN_VERSION
 

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from meshstyle.common.cache import budget_mb, prune, touch
 from meshstyle.common.cache import cache_dir as cache_folder
 from meshstyle.common.cache import fingerprint
 from meshstyle.geometry.camera import Camera
@@ -401,6 +402,8 @@ def view_pyramids(rasterizer: Rasterizer, cameras: Sequence[Camera], heights: Se
         if level_hits is None:
             level_hits = rasterizer.cast_cameras(levels)
             _write_hits(path, level_hits)
+        else:
+            touch(path)
         pyramids.append(ViewPyramid(camera=levels[0], levels=[
             shade(rasterizer, level, hits) for level, hits in zip(levels, level_hits)]))
     return pyramids

@@ -14,9 +14,13 @@ from meshstyle.raster.rasterizer import Rasterizer
 CLEARANCE_M = 0.4              # generated cameras keep at least this far from any surface
 PROBE_DIRECTIONS = 64          # rays cast around a candidate eye to test that it is inside the room
 SCORE_SIZE = (40, 30)          # image size of the quick renders that score a view direction
+# Generated views for users (library and `meshstyle render` alike): one set of defaults.
+DEFAULT_WIDTH, DEFAULT_HEIGHT = 640, 480
+DEFAULT_FOV_DEG = 70.0         # vertical; the same as CameraConfig.fov_deg of a run
 
 
-def orbit(scene: Scene, n: int, width: int = 320, height: int = 240, fov_deg: float = 50.0,
+def orbit(scene: Scene, n: int, width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT,
+          fov_deg: float = DEFAULT_FOV_DEG,
           elevation_deg: float = 20.0) -> list[Camera]:
     """`n` cameras evenly around an object, `elevation_deg` above its horizon, its bounding sphere
     just filling the narrower side of the view."""
@@ -35,8 +39,9 @@ def orbit(scene: Scene, n: int, width: int = 320, height: int = 240, fov_deg: fl
     return cameras
 
 
-def walkthrough(scene: Scene, n: int, rng: np.random.Generator, width: int = 320, height: int = 240,
-                fov_deg: float = 70.0, eye_height: float = 1.6, rasterizer: "Rasterizer | None" = None) -> list[Camera]:
+def walkthrough(scene: Scene, n: int, rng: np.random.Generator, width: int = DEFAULT_WIDTH,
+                height: int = DEFAULT_HEIGHT, fov_deg: float = DEFAULT_FOV_DEG, eye_height: float = 1.6,
+                rasterizer: "Rasterizer | None" = None) -> list[Camera]:
     """`n` views from inside a room: eyes at `eye_height` over free floor, spread over the room
     (farthest-point sampling), yaws spread over 360 degrees, pitch between -35 and +10 degrees.
 

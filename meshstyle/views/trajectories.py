@@ -27,7 +27,7 @@ from meshstyle.common.progress import warn
 from meshstyle.geometry.scene import Scene, TexturedMesh
 
 GENERATED_KINDS = ("orbit", "walkthrough")
-DEFAULT_SIZE = (640, 480)
+DEFAULT_SIZE = (camera_paths.DEFAULT_WIDTH, camera_paths.DEFAULT_HEIGHT)
 WALK_SECONDS_PER_KEY = 2.0     # a fly-through reaches a new key view about this often (at 30 fps)
 WALK_MAX_LEG_M = 2.5           # preferred longest leg between key views (walking pace at 30 fps)
 MAX_WALK_KEYS = 12
@@ -128,7 +128,7 @@ def _generated(kind: str, mesh: TexturedMesh | Scene, frames: int, width: int | 
     scene = _as_scene(mesh, kind)
     default_width, default_height = DEFAULT_SIZE
     width, height = width or default_width, height or default_height
-    fov_deg = CameraConfig.fov_deg if fov_deg is None else fov_deg
+    fov_deg = camera_paths.DEFAULT_FOV_DEG if fov_deg is None else fov_deg
     if kind == "orbit":
         return camera_paths.orbit(scene, frames, width=width, height=height, fov_deg=fov_deg)
     rng = rng if rng is not None else np.random.default_rng(0)
