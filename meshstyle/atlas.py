@@ -9,6 +9,7 @@ fragmented scans, so a crash or a time-out falls back to projected charts instea
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -24,7 +25,7 @@ from scipy.ndimage import distance_transform_cdt
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .cache import cache_dir, fingerprint
+from .cache import cache_failed, fingerprint, usable_cache_dir
 from .config import SceneConfig
 from .io import atomic_path
 from .progress import log, progress, warn
@@ -77,15 +78,17 @@ def make_atlas(scene: Scene, size: int, config: SceneConfig | None = None) -> At
 
     key = fingerprint("atlas", ATLAS_VERSION, scene.vertices, scene.faces, size, GUTTER_TEXELS,
                       MAX_STRETCH, FACES_PER_PARTITION)
-    cache_file = cache_dir("atlas") / f"{key}.npz"
-    cached = _read_cached(cache_file)
+    folder = usable_cache_dir("atlas")
+    cache_file = folder / f"{key}.npz" if folder is not None else None
+    cached = _read_cached(cache_file, len(scene.faces), size) if cache_file is not None else None
     if cached is not None:
         cached.seconds = time.perf_counter() - started
         return cached
 
     uv, method = unwrap(scene.vertices, scene.faces, size)
     atlas = _measured(scene, uv, size, method, started)
-    _write_cached(cache_file, atlas)
+    if cache_file is not None:
+        _write_cached(cache_file, atlas)
     log(f"atlas: {atlas.method}, {atlas.charts} charts, {atlas.utilisation:.0%} of {size}^2 texels used, "
         f"{atlas.texels_per_metre:.0f} texels/m, {atlas.seconds:.1f} s")
     return atlas
@@ -220,7 +223,12 @@ def _uvatlas_in_child(vertices: np.ndarray, faces: np.ndarray, size: int) -> np.
         with open(errors, "w") as error_stream:
             child = subprocess.Popen([sys.executable, "-m", "meshstyle.atlas", str(request), str(answer)],
                                      stdout=subprocess.DEVNULL, stderr=error_stream)
-            _wait_with_progress(child, f"uvatlas, {len(faces)} faces")
+            try:
+                _wait_with_progress(child, f"uvatlas, {len(faces)} faces")
+            except BaseException:  # Ctrl-C / SIGTERM: no orphaned unwrapper left running
+                child.kill()
+                child.wait()
+                raise
         if child.returncode != 0 or not answer.exists():
             raise _UvatlasFailed(_failure_reason(errors.read_text(errors="replace"), child.returncode))
         uv = np.load(answer)
@@ -429,18 +437,32 @@ def _overlap_share(uv: np.ndarray, size: int) -> float:
     return 1.0 - np.count_nonzero(claims) / hits if hits else 0.0
 
 
-def _read_cached(path: Path) -> Atlas | None:
+def _read_cached(path: Path, faces: int, size: int) -> Atlas | None:
+    """The cached atlas, checked against the mesh it is for: a damaged or foreign entry (wrong
+    face count, coordinates outside [0,1] or not finite) is removed and recomputed, never used."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
             fields = {name: stored[name] for name in stored.files}
-        return Atlas(uv=fields["uv"].astype(np.float32), size=int(fields["size"]), charts=int(fields["charts"]),
-                     utilisation=float(fields["utilisation"]), texels_per_metre=float(fields["texels_per_metre"]),
-                     method=str(fields["method"]), seconds=0.0, cached=True)
+        atlas = Atlas(uv=fields["uv"].astype(np.float32), size=int(fields["size"]), charts=int(fields["charts"]),
+                      utilisation=float(fields["utilisation"]), texels_per_metre=float(fields["texels_per_metre"]),
+                      method=str(fields["method"]), seconds=0.0, cached=True)
+        problem = None
+        if atlas.uv.shape != (faces, 3, 2):
+            problem = f"{atlas.uv.shape[0] if atlas.uv.ndim else 0} faces instead of {faces}"
+        elif atlas.size != size:
+            problem = f"size {atlas.size} instead of {size}"
+        elif not np.isfinite(atlas.uv).all() or atlas.uv.min(initial=0) < -1e-4 or atlas.uv.max(initial=0) > 1 + 1e-4:
+            problem = "coordinates outside [0,1]"
+        if problem is None:
+            return atlas
     except Exception as exc:  # a damaged cache entry is recomputed, never trusted
-        warn(f"ignoring unreadable atlas cache entry {path.name} ({type(exc).__name__})")
-        return None
+        problem = f"unreadable: {type(exc).__name__}"
+    warn(f"ignoring a bad atlas cache entry {path.name} ({problem})")
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return None
 
 
 def _write_cached(path: Path, atlas: Atlas) -> None:
@@ -449,8 +471,8 @@ def _write_cached(path: Path, atlas: Atlas) -> None:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **fields)
-    except OSError as exc:  # a read-only cache only costs time
-        warn(f"could not cache the atlas ({exc})")
+    except OSError as exc:  # a read-only or full cache only costs time
+        cache_failed(exc)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,16 +6,20 @@ internal error; 130 interrupted (after the optimiser wrote its checkpoint).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from . import __version__
-from .errors import InputError, MeshstyleError
+from .errors import InputError, Interrupted, MeshstyleError
 
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,9 +49,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.seed is not None:
         config.seed = args.seed
     out = Path(args.out)
-    _check_out_dir(out, resume=False, overwrite=args.overwrite)
-    style = _style_spec(args.style)
-    return _run_stylize(scenes.demo_room(), style, config, out, resume=False, overwrite=True, evaluate=False)
+    with _owned_out_dir(out, resume=False, overwrite=args.overwrite, config=config):
+        style = _style_spec(args.style)
+        return _run_stylize(scenes.demo_room(), style, config, out, resume=False, overwrite=True, evaluate=False)
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -67,11 +71,11 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     config = build_config(args.config, overrides, flags)
     _check_device(config.device)
     out = Path(args.out) if args.out else Path(f"stylized-{Path(str(args.scene)).stem or 'scene'}")
-    _check_out_dir(out, resume=args.resume, overwrite=args.overwrite)
-    style = _style_spec(args.style)
-    scene = load_scene(args.scene, config.scene)
-    return _run_stylize(scene, style, config, out, resume=args.resume,
-                        overwrite=args.overwrite or args.resume, evaluate=args.eval)
+    with _owned_out_dir(out, resume=args.resume, overwrite=args.overwrite, config=config):
+        style = _style_spec(args.style)
+        scene = load_scene(args.scene, config.scene)
+        return _run_stylize(scene, style, config, out, resume=args.resume,
+                            overwrite=args.overwrite or args.resume, evaluate=args.eval)
 
 
 def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bool, evaluate: bool) -> int:
@@ -168,6 +172,28 @@ def _style_spec(style: str) -> str:
 
     load_style(style, size=64)
     return style
+
+
+@contextlib.contextmanager
+def _owned_out_dir(out: Path, *, resume: bool, overwrite: bool, config) -> Iterator[None]:
+    """Before any work: the run folder is writable, has room, is ours alone (lock), and holds what
+    the flags expect. The lock is held until the command ends, on every exit path."""
+    from .runfolder import check_free_space, owned_run_folder
+
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "output path exists and is not a folder")
+    check_free_space(out, _run_bytes(config))
+    with owned_run_folder(out):
+        _check_out_dir(out, resume=resume, overwrite=overwrite)
+        yield
+
+
+def _run_bytes(config) -> int:
+    """A generous estimate of a run folder's size: the checkpoint (texture layers with Adam's two
+    moments, a third more for the Laplacian layers), the PNGs, GLB and OBJ, and the views."""
+    side = config.texture.size or 2048
+    texels = side * side
+    return int(texels * 3 * 4 * 3 * 4 / 3 + texels * 3 * 4 + 32 * 2**20)
 
 
 def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -290,6 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     tune_allocator()
     parser = build_parser()
+    previous_term = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "handler", None):
@@ -304,12 +333,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MeshstyleError as error:
         print(f"meshstyle: {error}", file=sys.stderr)
         return EXIT_INPUT
-    except KeyboardInterrupt:
-        print("meshstyle: interrupted (checkpoint written; continue with --resume)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupted:
+        return _report_interrupt(interrupted)
+    except OSError as error:
+        from .runfolder import is_disk_full
+
+        if not is_disk_full(error) and error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return _internal_error(error)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"meshstyle: {where}{error.strerror or error}; nothing was completed "
+              "(a run folder without run.json is incomplete)", file=sys.stderr)
+        return EXIT_INPUT
     except Exception as error:  # the last line of defence: one line, traceback only on request
-        if os.environ.get("MESHSTYLE_DEBUG"):
-            traceback.print_exc()
-        print(f"meshstyle: internal error: {type(error).__name__}: {error} (set MESHSTYLE_DEBUG=1 for a traceback)",
-              file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal_error(error)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def _internal_error(error: BaseException) -> int:
+    if os.environ.get("MESHSTYLE_DEBUG"):
+        traceback.print_exc()
+    print(f"meshstyle: internal error: {type(error).__name__}: {error} (set MESHSTYLE_DEBUG=1 for a traceback)",
+          file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    """SIGTERM outside the optimiser loop: unwind like Ctrl-C, so locks and temporary files are
+    cleaned up on the way out (the default action would kill the process on the spot)."""
+    raise Interrupted(signum)
+
+
+def _report_interrupt(interrupted: KeyboardInterrupt) -> int:
+    """One honest line: a checkpoint is claimed only when one was written."""
+    signum = getattr(interrupted, "signum", signal.SIGINT)
+    name = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    checkpoint = getattr(interrupted, "checkpoint", None)
+    if checkpoint is not None:
+        step = getattr(interrupted, "step", None)
+        at = f" at step {step}" if step is not None else ""
+        message = f"{name}{at}; checkpoint written to {checkpoint} (continue with --resume)"
+    else:
+        message = f"{name} before any checkpoint was written; nothing to resume"
+    print(f"meshstyle: {message}", file=sys.stderr)
+    return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED

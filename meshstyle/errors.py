@@ -19,3 +19,14 @@ class InputError(MeshstyleError):
 
 class NotBuiltError(MeshstyleError):
     """A capability that is not built yet; the CLI says so in one line and exits 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM (schedulers, `timeout`): the CLI exits 130 or 143 and says
+    whether a checkpoint was written (`checkpoint` is its path, or None when none exists)."""
+
+    def __init__(self, signum: int, checkpoint: str | Path | None = None, step: int | None = None):
+        self.signum = signum
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        self.step = step
+        super().__init__(signum)

@@ -7,6 +7,7 @@ Every random choice draws from generators seeded by `config.seed`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 
 from .atlas import Atlas, atlas_info, bake_texture, make_atlas
+from .atlas import _measured as _measured_atlas
+from .cache import fingerprint
 from .cameras import Camera, filter_views, for_scene
 from .config import StylizeConfig
 from .errors import InputError
@@ -64,6 +67,7 @@ class Prepared:
     style_image: np.ndarray           # (H,W,3) as used for the style targets
     info: dict[str, Any]
     timings: dict[str, float]
+    fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)   # see input_fingerprints
 
     @property
     def initial_tensor(self) -> torch.Tensor:
@@ -78,13 +82,21 @@ def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig 
     if resume and checkpoint_path is None:
         raise InputError(None, "resume needs the run folder (out_dir) that holds checkpoint.pt")
     resume_state = load_checkpoint(checkpoint_path) if resume else None
-    prepared = prepare(scene, style, config)
+    stored_atlas = None
+    if resume_state is not None:
+        # Refuse a changed mesh, style or loss before any work; the cameras once they are known.
+        check_fingerprints(resume_state, input_fingerprints(scene, style, config), checkpoint_path)
+        stored_atlas = checkpoint_atlas(resume_state, scene, checkpoint_path)
+    prepared = prepare(scene, style, config, atlas=stored_atlas)
+    if resume_state is not None:
+        check_fingerprints(resume_state, prepared.fingerprints, checkpoint_path)
     timings = prepared.timings
     device = torch.device(config.device)
     with stage("optimise", timings):
         texture = LaplacianTexture(prepared.initial_tensor.to(device), config.texture.pyramid_levels)
         outcome = optimize(texture, prepared.views, prepared.objective, config.optim, config.seed,
-                           checkpoint_path=checkpoint_path, resume=resume_state)
+                           checkpoint_path=checkpoint_path, resume=resume_state,
+                           checkpoint_extra=checkpoint_extra(prepared))
     info = dict(prepared.info)
     info["steps"] = len(outcome.history)
     info["steps_per_s"] = steps_per_second(outcome.history[len(outcome.history) - outcome.steps_run:])
@@ -104,15 +116,21 @@ def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig 
         checkpoint=outcome.checkpoint)
 
 
-def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig) -> Prepared:
-    """Atlas, cameras, view pyramids, style targets and per-view patches: all but the optimisation."""
+def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
+            atlas: Atlas | None = None) -> Prepared:
+    """Atlas, cameras, view pyramids, style targets and per-view patches: all but the optimisation.
+
+    `atlas`: the one a resumed run used (kept in its checkpoint), instead of unwrapping again."""
     configure_torch(config)
     device = torch.device(config.device)
     content_source = content_source_for(scene, config)
     timings: dict[str, float] = {}
     with stage("atlas", timings):
         size = config.texture.size or default_texture_size(scene, config.texture.texels_per_metre)
-        atlas = make_atlas(scene, size, config.scene)
+        if atlas is None or atlas.size != size:
+            if atlas is not None:
+                raise InputError("texture.size", f"is {size}, but the run being resumed used {atlas.size}")
+            atlas = make_atlas(scene, size, config.scene)
         initial = np.ascontiguousarray(bake_texture(scene, atlas, size), dtype=np.float32)
 
     with stage("cameras", timings):
@@ -163,9 +181,70 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         "patch_pixels_per_view": sum(p.pixels for p in patches) / len(views),
         "level_pixels": {str(k): sum(p.pixels for p in patches if p.level == k) for k in range(len(heights))},
     }
+    fingerprints = dict(input_fingerprints(scene, style, config),
+                        atlas=fingerprint(atlas.uv, atlas.size),
+                        cameras=fingerprint([(c.K, c.cam_to_world, c.width, c.height) for c in train_cameras],
+                                            heights))
     return Prepared(atlas=atlas, initial=initial, train_cameras=train_cameras, holdout=holdout, views=views,
                     holdout_views=holdout_views, objective=objective,
-                    style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings)
+                    style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings,
+                    fingerprints=fingerprints)
+
+
+# --- what a checkpoint remembers of its run, so that --resume continues the same optimisation ----
+
+# What each fingerprint covers, for the message when a resume is refused.
+FINGERPRINT_MEANING = {
+    "mesh": "the scene's mesh", "style": "the style image", "loss": "the loss/texture/optimiser config",
+    "atlas": "the UV atlas", "cameras": "the training cameras or raster sizes",
+}
+# Optimiser keys that may differ on resume: more iterations extend a run; the rest is bookkeeping.
+RESUMABLE_OPTIM_KEYS = ("iters", "checkpoint_every_s")
+
+
+def input_fingerprints(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig) -> dict[str, str]:
+    """Digests of what a resumed run must share with the checkpoint, known before any stage runs."""
+    optim = {key: value for key, value in dataclasses.asdict(config.optim).items() if key not in RESUMABLE_OPTIM_KEYS}
+    return {
+        "mesh": fingerprint(np.asarray(scene.vertices, dtype=np.float64), np.asarray(scene.faces, dtype=np.int64)),
+        "style": fingerprint(style_pixels(style, config.loss.style_size)),
+        "loss": fingerprint(dataclasses.asdict(config.loss), dataclasses.asdict(config.texture), optim,
+                            config.cameras.kind, config.cameras.min_coverage, config.device),
+    }
+
+
+def check_fingerprints(checkpoint: dict[str, Any], current: dict[str, str], source: Path | None) -> None:
+    """Exit-2 error naming what changed since the checkpoint was written."""
+    stored = checkpoint.get("fingerprints")
+    where = source if source is not None else "checkpoint"
+    if not isinstance(stored, dict):
+        raise InputError(where, "has no input fingerprints (written by an older meshstyle); start over with --overwrite")
+    changed = [FINGERPRINT_MEANING.get(key, key) for key, value in current.items() if stored.get(key) != value]
+    if changed:
+        raise InputError(where, f"cannot resume: {', '.join(changed)} changed since this checkpoint was written "
+                                "(resume with the same inputs and config, or start over with --overwrite)")
+
+
+def checkpoint_extra(prepared: Prepared) -> dict[str, Any]:
+    """Stored in every checkpoint: fingerprints, and the atlas itself, so that a resume never
+    depends on the cache (uvatlas gives a different atlas on every fresh unwrap)."""
+    atlas = prepared.atlas
+    return {"fingerprints": dict(prepared.fingerprints),
+            "atlas": {"uv": torch.from_numpy(np.ascontiguousarray(atlas.uv, dtype=np.float32)),
+                      "size": int(atlas.size), "method": str(atlas.method)}}
+
+
+def checkpoint_atlas(checkpoint: dict[str, Any], scene: Scene, source: Path | None) -> Atlas:
+    """The atlas a checkpointed run optimised on, checked against the scene."""
+    where = source if source is not None else "checkpoint"
+    stored = checkpoint.get("atlas")
+    if not isinstance(stored, dict) or not isinstance(stored.get("uv"), torch.Tensor):
+        raise InputError(where, "holds no atlas (written by an older meshstyle); start over with --overwrite")
+    uv = stored["uv"].numpy().astype(np.float32)
+    size = stored.get("size")
+    if uv.shape != (len(scene.faces), 3, 2) or not np.isfinite(uv).all() or not isinstance(size, int) or size < 1:
+        raise InputError(where, "its atlas does not fit the scene's mesh")
+    return _measured_atlas(scene, uv, size, str(stored.get("method", "kept")), time.perf_counter())
 
 
 def style_pixels(style: str | Path | np.ndarray, size: int) -> np.ndarray:

@@ -53,6 +53,9 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
         raise InputError(out, "already holds a run; pass overwrite=True (CLI: --overwrite)")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    # run.json is written last and marks the folder complete: take the old one away first, so a
+    # save that fails halfway (full disk, Ctrl-C) leaves a folder that reads as incomplete.
+    (out / "run.json").unlink(missing_ok=True)
 
     write_image(out / "texture.png", result.mesh.texture)
     write_image(out / "initial_texture.png", result.original.texture)
@@ -163,20 +166,32 @@ def load_result(path: str | Path) -> LoadedResult:
     path = Path(path)
     if path.is_dir():
         mesh_file = next((path / name for name in ("stylized.glb", "stylized.obj") if (path / name).is_file()), None)
+        if not (path / "run.json").is_file():
+            if mesh_file is None and not (path / "checkpoint.pt").is_file():
+                raise InputError(path, "not a run folder: no run.json, stylized.glb or stylized.obj")
+            raise InputError(path, "incomplete run (no run.json: interrupted or failed while writing); "
+                                   "finish it with `meshstyle stylize ... --resume`")
         if mesh_file is None:
-            raise InputError(path, "not a run folder: no stylized.glb or stylized.obj")
-        run = _read_run_json(path / "run.json") if (path / "run.json").is_file() else None
+            raise InputError(path, "incomplete run: run.json but no stylized.glb or stylized.obj")
+        run = _read_run_json(path / "run.json")
         mesh = read_textured(mesh_file)
         original = None
         if (path / "initial_texture.png").is_file():
             original = TexturedMesh(mesh.vertices, mesh.faces, mesh.uv, read_image(path / "initial_texture.png"))
         style = read_image(path / "style.png") if (path / "style.png").is_file() else None
         scene_info = (run or {}).get("scene", {})
-        scene = Scene(name=scene_info.get("name", path.name), vertices=mesh.vertices, faces=mesh.faces,
-                      kind=scene_info.get("kind", _guess_kind(mesh)), up=tuple(scene_info.get("up", (0, 0, 1))),
+        up = scene_info.get("up", (0, 0, 1))
+        try:
+            up = tuple(float(value) for value in up)
+            assert len(up) == 3 and np.isfinite(up).all() and np.linalg.norm(up) > 0
+        except (TypeError, ValueError, AssertionError):
+            raise InputError(path / "run.json", f"scene.up must be three finite numbers, not all zero; got {up!r}") from None
+        kind = scene_info.get("kind") if scene_info.get("kind") in ("room", "object") else _guess_kind(mesh)
+        scene = Scene(name=str(scene_info.get("name", path.name)), vertices=mesh.vertices, faces=mesh.faces,
+                      kind=kind, up=up,
                       source=str(path))
-        cameras = [Camera.from_dict(item) for item in (run or {}).get("cameras", [])]
-        holdout = [Camera.from_dict(item) for item in (run or {}).get("holdout", [])]
+        cameras = _run_cameras(run, "cameras", path / "run.json")
+        holdout = _run_cameras(run, "holdout", path / "run.json")
         return LoadedResult(mesh, scene, cameras, holdout, original, style, run, path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
@@ -193,9 +208,40 @@ def load_result(path: str | Path) -> LoadedResult:
 
 def _read_run_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        run = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(path, f"invalid JSON: {exc}") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror})") from None
+    if not isinstance(run, dict):
+        raise InputError(path, "expected a JSON object")
+    for key in ("cameras", "holdout"):
+        if not isinstance(run.get(key, []), list):
+            raise InputError(path, f"'{key}' must be a list of cameras")
+    if not isinstance(run.get("scene", {}), dict):
+        raise InputError(path, "'scene' must be an object")
+    return run
+
+
+def _run_cameras(run: dict[str, Any], key: str, path: Path) -> list[Camera]:
+    """The run's cameras, each checked: a hand-edited or damaged run.json fails here with exit 2
+    instead of deep inside a renderer."""
+    cameras = []
+    for index, item in enumerate(run.get(key, [])):
+        try:
+            camera = Camera.from_dict(item)
+            K = np.asarray(camera.K, dtype=np.float64)
+            pose = np.asarray(camera.cam_to_world, dtype=np.float64)
+            good = (K.shape == (3, 3) and pose.shape == (4, 4) and np.isfinite(K).all() and np.isfinite(pose).all()
+                    and K[0, 0] > 0 and K[1, 1] > 0 and 1 <= int(camera.width) <= 16384
+                    and 1 <= int(camera.height) <= 16384 and abs(np.linalg.det(pose[:3, :3])) > 1e-6)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, np.linalg.LinAlgError):
+            good = False
+        if not good:
+            raise InputError(path, f"{key}[{index}] is not a valid camera (K 3x3 with positive focal lengths, "
+                                   "cam_to_world 4x4 finite and invertible, width/height 1..16384)")
+        cameras.append(camera)
+    return cameras
 
 
 def _guess_kind(mesh: TexturedMesh) -> str:

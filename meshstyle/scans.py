@@ -226,7 +226,18 @@ def _read_nerf(folder: Path, json_path: Path) -> ScanListing:
         frames.append(ScanFrame(name=str(entry["file_path"]), color_path=color_path,
                                 pose=_nerf_pose(entry.get("transform_matrix")),
                                 intrinsics=_nerf_intrinsics(params, color_path, json_path)))
+    _warn_outside(json_path, [frame.color_path for frame in frames])
     return ScanListing(layout="nerf", frames=_sorted(frames), up=None, kind=None)
+
+
+def _warn_outside(json_path: Path, paths: list[Path]) -> None:
+    """A downloaded transforms.json may name images anywhere ("../../home/..."): reading them is
+    allowed (some datasets share an image folder) but never silent."""
+    root = json_path.parent.resolve()
+    outside = [path for path in paths if not path.resolve().is_relative_to(root)]
+    if outside:
+        warn(f"{json_path}: {len(outside)} of {len(paths)} frames point outside its folder "
+             f"(first: {outside[0]})")
 
 
 def _nerf_image_path(base: Path, file_path: str) -> Path:
