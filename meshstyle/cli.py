@@ -16,8 +16,8 @@ import traceback
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from . import __version__
-from .errors import InputError, Interrupted, MeshstyleError
+from meshstyle import __version__
+from meshstyle.errors import InputError, Interrupted, MeshstyleError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
@@ -42,8 +42,8 @@ def cmd_scenes(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import scenes
-    from .config import StylizeConfig
-    from .pipeline import quick_config
+    from meshstyle.config import StylizeConfig
+    from meshstyle.pipeline import quick_config
 
     config = quick_config() if args.quick else StylizeConfig()
     if args.seed is not None:
@@ -55,8 +55,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from .config import build_config
-    from .loaders import load_scene
+    from meshstyle.config import build_config
+    from meshstyle.inputs.meshes import load_scene
 
     _check_scene_arg(args.scene)
     flags = {"iters": args.iters, "views": args.views, "texture_size": args.texture_size,
@@ -79,17 +79,17 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 
 def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bool, evaluate: bool) -> int:
-    from .pipeline import stylize
-    from .progress import log
+    from meshstyle.pipeline import stylize
+    from meshstyle.common.progress import log
 
     result = stylize(scene, style, config, out_dir=out, resume=resume)
     result.save(out, overwrite=overwrite)
     log(f"wrote {out}/ (stylized.glb, stylized.obj, texture.png, views/, contact_sheet.png, run.json)")
     if evaluate:
-        from .result import evaluate_run
+        from meshstyle.outputs.run_folder import evaluate_run
 
         report = evaluate_run(out, metrics=None)
-        from .evaluate import format_table
+        from meshstyle.evaluate.metrics import format_table
 
         print(format_table(report))
     return EXIT_OK
@@ -98,10 +98,10 @@ def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bo
 def cmd_render(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .progress import log
-    from .render import render_views, write_views, write_views_and_video
-    from .result import load_result
-    from .trajectories import trajectory
+    from meshstyle.common.progress import log
+    from meshstyle.outputs.render import render_views, write_views, write_views_and_video
+    from meshstyle.outputs.run_folder import load_result
+    from meshstyle.views.trajectories import trajectory
 
     width, height = _parse_size(args.size)
     loaded = load_result(args.result)
@@ -126,9 +126,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import write_glb, write_obj
-    from .progress import log
-    from .result import load_result
+    from meshstyle.outputs.export import write_glb, write_obj
+    from meshstyle.common.progress import log
+    from meshstyle.outputs.run_folder import load_result
 
     loaded = load_result(args.result)
     out = Path(args.out) if args.out else _default_sibling(args.result, f"export.{args.format}")
@@ -143,9 +143,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import flatten_metrics, format_table
-    from .io import json_text
-    from .result import evaluate_run
+    from meshstyle.evaluate.metrics import flatten_metrics, format_table
+    from meshstyle.common.io import json_text
+    from meshstyle.outputs.run_folder import evaluate_run
 
     report = evaluate_run(args.result, metrics=args.metric)
     if args.json:
@@ -168,7 +168,7 @@ def _check_scene_arg(scene: str) -> None:
 
 def _style_spec(style: str) -> str:
     """Fail before any heavy work when the style image is missing or unreadable."""
-    from .styles import load_style
+    from meshstyle.inputs.styles import load_style
 
     load_style(style, size=64)
     return style
@@ -178,7 +178,7 @@ def _style_spec(style: str) -> str:
 def _owned_out_dir(out: Path, *, resume: bool, overwrite: bool, config) -> Iterator[None]:
     """Before any work: the run folder is writable, has room, is ours alone (lock), and holds what
     the flags expect. The lock is held until the command ends, on every exit path."""
-    from .runfolder import check_free_space, owned_run_folder
+    from meshstyle.outputs.run_lock import check_free_space, owned_run_folder
 
     if out.exists() and not out.is_dir():
         raise InputError(out, "output path exists and is not a folder")
@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .allocator import tune_allocator
+    from meshstyle.common.allocator import tune_allocator
 
     tune_allocator()
     parser = build_parser()
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as interrupted:
         return _report_interrupt(interrupted)
     except OSError as error:
-        from .runfolder import is_disk_full
+        from meshstyle.outputs.run_lock import is_disk_full
 
         if not is_disk_full(error) and error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
             return _internal_error(error)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .errors import InputError
+from meshstyle.errors import InputError
 
 
 @dataclass

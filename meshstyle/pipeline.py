@@ -16,25 +16,25 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .atlas import Atlas, atlas_info, bake_texture, make_atlas
-from .atlas import _measured as _measured_atlas
-from .cache import fingerprint
-from .cameras import Camera, filter_views, for_scene
-from .config import StylizeConfig
-from .errors import InputError
-from .fragments import ViewPyramid
-from .losses import match_colors, style_targets
-from .optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
+from meshstyle.atlas.unwrap import Atlas, atlas_info, bake_texture, make_atlas
+from meshstyle.atlas.unwrap import _measured as _measured_atlas
+from meshstyle.common.cache import fingerprint
+from meshstyle.views.cameras import Camera, filter_views, for_scene
+from meshstyle.config import StylizeConfig
+from meshstyle.errors import InputError
+from meshstyle.raster.fragments import ViewPyramid
+from meshstyle.stylize.losses import match_colors, style_targets
+from meshstyle.stylize.optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
                        render_patch, steps_per_second)
-from .patches import LevelPatch, reference_depth, split_by_depth
-from .progress import log, progress
-from .raster import Rasterizer, view_pyramids
-from .result import StylizeResult
-from .scans import content_target, default_texture_size, select_frames
-from .scene import Photo, Scene, TexturedMesh
-from .styles import load_style, resize_long_side
-from .texture import LaplacianTexture
-from .vgg import load_vgg
+from meshstyle.stylize.patches import LevelPatch, reference_depth, split_by_depth
+from meshstyle.common.progress import log, progress
+from meshstyle.raster.rasterizer import Rasterizer, view_pyramids
+from meshstyle.outputs.run_folder import StylizeResult
+from meshstyle.inputs.scans import content_target, default_texture_size, select_frames
+from meshstyle.geometry.scene import Photo, Scene, TexturedMesh
+from meshstyle.inputs.styles import load_style, resize_long_side
+from meshstyle.stylize.texture import LaplacianTexture
+from meshstyle.stylize.vgg import load_vgg
 
 CHECKPOINT_NAME = "checkpoint.pt"
 ASPECT = 4 / 3   # width / height of generated cameras

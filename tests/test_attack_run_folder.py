@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from meshstyle.runfolder import LOCK_NAME, _start_time
+from meshstyle.outputs.run_lock import LOCK_NAME, _start_time
 from reliability_tools import TINY, LiveRun, error_line, no_temp_files, run_cli
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from meshstyle.losses import (RGB_TO_YIQ, StyleTargets, content_loss, gram, keep_luminance_only, match_colors,
+from meshstyle.stylize.losses import (RGB_TO_YIQ, StyleTargets, content_loss, gram, keep_luminance_only, match_colors,
                               mean_std, style_layer_losses, style_loss, style_targets, tv_loss, weight_at)
-from meshstyle.vgg import load_vgg
+from meshstyle.stylize.vgg import load_vgg
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1"]
 

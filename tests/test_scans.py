@@ -16,13 +16,13 @@ import torch
 import trimesh
 from scipy.ndimage import gaussian_filter
 
-from meshstyle.cameras import Camera, look_at
+from meshstyle.views.cameras import Camera, look_at
 from meshstyle.config import SceneConfig
 from meshstyle.errors import InputError
-from meshstyle.raster import Rasterizer
-from meshstyle.scans import (OPENGL_TO_OPENCV, content_target, default_texture_size, frame_subset,
+from meshstyle.raster.rasterizer import Rasterizer
+from meshstyle.inputs.scans import (OPENGL_TO_OPENCV, content_target, default_texture_size, frame_subset,
                              level_with_floor, load_scan, select_frames, up_from_cameras)
-from meshstyle.scene import Photo, Scene
+from meshstyle.geometry.scene import Photo, Scene
 
 WIDTH, HEIGHT = 64, 48
 K = np.array([[40.0, 0.0, 31.5], [0.0, 40.0, 23.5], [0.0, 0.0, 1.0]])

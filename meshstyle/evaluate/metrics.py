@@ -82,11 +82,11 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage, stats
 
-from .cameras import Camera
-from .fragments import Fragments
-from .progress import progress
-from .scene import TexturedMesh
-from .styles import resize_long_side
+from meshstyle.views.cameras import Camera
+from meshstyle.raster.fragments import Fragments
+from meshstyle.common.progress import progress
+from meshstyle.geometry.scene import TexturedMesh
+from meshstyle.inputs.styles import resize_long_side
 
 METRICS = ("circles", "style", "content", "seams", "coverage")
 
@@ -124,7 +124,7 @@ def evaluate(mesh: TexturedMesh, *, original: TexturedMesh | None = None, camera
     Circles and seams are measured on the views enlarged to at least `geometry_height` pixels
     (field of view kept); style and content use the cameras as given, the scale the optimiser saw.
     """
-    from .errors import InputError
+    from meshstyle.errors import InputError
 
     wanted = tuple(METRICS if metrics is None else metrics)
     for name in wanted:
@@ -243,7 +243,7 @@ class _Renderer:
     """Rasterizes one geometry; a renderer for a second texture on the same geometry reuses it."""
 
     def __init__(self, mesh: TexturedMesh, reuse: "_Renderer | None" = None):
-        from .raster import Rasterizer
+        from meshstyle.raster.rasterizer import Rasterizer
 
         self.mesh = mesh
         same_geometry = reuse is not None and (reuse.mesh is mesh or _same_geometry(reuse.mesh, mesh))
@@ -260,7 +260,7 @@ class _Renderer:
         return [self._fragments[id(camera)][1] for camera in cameras]
 
     def render(self, cameras: list[Camera], texture: np.ndarray, *, desc: str) -> list[RenderedView]:
-        from .render import render_fragments
+        from meshstyle.outputs.render import render_fragments
 
         texture_chw = torch.from_numpy(np.ascontiguousarray(texture, dtype=np.float32)).permute(2, 0, 1)
         views = []
@@ -444,7 +444,7 @@ class _FeatureCache:
         if key is not None and id(key) in self._cache:
             return self._cache[id(key)][1]
         if self._vgg is None:
-            from .vgg import load_vgg
+            from meshstyle.stylize.vgg import load_vgg
             self._vgg = load_vgg()
         batch = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
         with torch.no_grad():
@@ -687,7 +687,7 @@ def _edge_contrast(views: list[RenderedView], pair_keys: np.ndarray, is_seam: np
 
 def coverage_metrics(cameras: list[Camera], fragments: list[Fragments], mesh: TexturedMesh, *,
                      max_size: int = MAX_COVERAGE_SIZE, depth_tolerance: float = 0.02) -> dict[str, float]:
-    from .atlas import rasterize_atlas
+    from meshstyle.atlas.unwrap import rasterize_atlas
 
     size = int(min(max(mesh.texture.shape[:2]), max_size))
     texel_face, texel_bary = rasterize_atlas(mesh.uv, size)

@@ -104,7 +104,7 @@ def read_image(path: str | Path) -> np.ndarray:
     palette, grey, 16-bit and 32-bit integer and float modes; alpha is composited over
     `IMAGE_BACKGROUND`. Only the first frame of an animation or multi-page file is read.
     """
-    from .errors import InputError
+    from meshstyle.errors import InputError
 
     path = Path(path)
     if not path.is_file():
@@ -129,7 +129,7 @@ def _read_with_pillow(path: Path) -> np.ndarray:
 
     from PIL import Image
 
-    from .errors import InputError
+    from meshstyle.errors import InputError
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)

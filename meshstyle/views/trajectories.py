@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from . import cameras as camera_paths
-from .cameras import Camera
-from .config import CameraConfig
-from .errors import InputError
-from .io import write_json
-from .progress import warn
-from .scene import Scene, TexturedMesh
+from meshstyle.views import cameras as camera_paths
+from meshstyle.views.cameras import Camera
+from meshstyle.config import CameraConfig
+from meshstyle.errors import InputError
+from meshstyle.common.io import write_json
+from meshstyle.common.progress import warn
+from meshstyle.geometry.scene import Scene, TexturedMesh
 
 GENERATED_KINDS = ("orbit", "walkthrough")
 DEFAULT_SIZE = (640, 480)
@@ -144,7 +144,7 @@ def walkthrough_path(scene: Scene, frames: int, rng: np.random.Generator, *, wid
     as a video); here they are key views, one per WALK_SECONDS_PER_KEY at 30 fps. Legs that would
     pass through furniture or walls are never taken; key views that cannot be reached are dropped.
     """
-    from .raster import Rasterizer
+    from meshstyle.raster.rasterizer import Rasterizer
 
     keys = int(np.clip(round(frames / (30 * WALK_SECONDS_PER_KEY)), 2, MAX_WALK_KEYS))
     # Spare candidates, so that the tour can go round furniture that blocks the direct leg.

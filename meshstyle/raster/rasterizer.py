@@ -25,13 +25,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .cache import cache_failed, usable_cache_dir
-from .cache import fingerprint
-from .cameras import Camera
-from .fragments import Fragments, ViewPyramid, ViewSamples
-from .io import atomic_path
-from .kernels import kernel_helper, parallel_kernel, prange
-from .progress import progress
+from meshstyle.common.cache import cache_failed, usable_cache_dir
+from meshstyle.common.cache import fingerprint
+from meshstyle.views.cameras import Camera
+from meshstyle.raster.fragments import Fragments, ViewPyramid, ViewSamples
+from meshstyle.common.io import atomic_path
+from meshstyle.common.kernels import kernel_helper, parallel_kernel, prange
+from meshstyle.common.progress import progress
 
 # Grazing views: below this |cos| the footprint stops growing (it would be infinite at 90 degrees);
 # at 0.02 the mip level is already ~5.6 levels coarser than face-on, i.e. fully blurred.

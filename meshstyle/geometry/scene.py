@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cameras import Camera
+from meshstyle.views.cameras import Camera
 
 
 @dataclass

@@ -32,13 +32,13 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .config import LossConfig, OptimConfig
-from .errors import InputError, Interrupted
-from .io import atomic_path
-from .losses import StyleTargets, content_loss, style_loss, tv_loss
-from .patches import LevelPatch
-from .progress import progress
-from .texture import LaplacianTexture, sample
+from meshstyle.config import LossConfig, OptimConfig
+from meshstyle.errors import InputError, Interrupted
+from meshstyle.common.io import atomic_path
+from meshstyle.stylize.losses import StyleTargets, content_loss, style_loss, tv_loss
+from meshstyle.stylize.patches import LevelPatch
+from meshstyle.common.progress import progress
+from meshstyle.stylize.texture import LaplacianTexture, sample
 
 CHECKPOINT_VERSION = 2   # 2: the run's atlas and input fingerprints, checked on resume
 NEUTRAL_FILL = 0.5   # grey behind uncovered pixels: no style pull towards any colour

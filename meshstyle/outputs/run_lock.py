@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from .errors import InputError
-from .progress import warn
+from meshstyle.errors import InputError
+from meshstyle.common.progress import warn
 
 LOCK_NAME = ".meshstyle.lock"
 # Names io.atomic_path gives its temporary files: ".<stem>.<random>.tmp<suffix>".

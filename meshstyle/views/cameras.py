@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # scene.py imports Camera from here
-    from .config import CameraConfig
-    from .raster import Rasterizer
-    from .scene import Scene
+    from meshstyle.config import CameraConfig
+    from meshstyle.raster.rasterizer import Rasterizer
+    from meshstyle.geometry.scene import Scene
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,8 @@ def walkthrough(scene: "Scene", n: int, rng: np.random.Generator, width: int = 3
     piece of furniture they would meet its back faces) and no surface is nearer than CLEARANCE_M.
     Pass the scene's `rasterizer` to reuse its ray-casting scene (building one takes seconds).
     """
-    from .errors import InputError
-    from .raster import Rasterizer
+    from meshstyle.errors import InputError
+    from meshstyle.raster.rasterizer import Rasterizer
 
     rasterizer = rasterizer if rasterizer is not None else Rasterizer(scene.vertices, scene.faces)
     up, east, north = _up_basis(scene.up)
@@ -141,7 +141,7 @@ def for_scene(scene: "Scene", n: int, config: "CameraConfig", rng: np.random.Gen
               width: int = 320, height: int = 240, rasterizer: "Rasterizer | None" = None) -> list[Camera]:
     """The cameras a run uses on `scene`: `config.kind` auto picks the scan's own photos, a
     walkthrough inside a room, else an orbit around the object. `rasterizer`: see walkthrough."""
-    from .errors import InputError
+    from meshstyle.errors import InputError
 
     kind = config.kind
     if kind == "auto":
@@ -234,8 +234,8 @@ def _free_eyes(rasterizer: "Rasterizer", eyes: np.ndarray, up: np.ndarray, eye_h
     enclosure test a closed room; a scan may break either, so they are dropped, with a warning,
     when no eye passes with them.
     """
-    from .errors import InputError
-    from .progress import warn
+    from meshstyle.errors import InputError
+    from meshstyle.common.progress import warn
 
     count = len(eyes)
     down = rasterizer.cast(eyes, np.broadcast_to(-up, (count, 3)))

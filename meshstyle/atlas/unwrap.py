@@ -25,11 +25,11 @@ from scipy.ndimage import distance_transform_cdt
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .cache import cache_failed, fingerprint, usable_cache_dir
-from .config import SceneConfig
-from .io import atomic_path
-from .progress import log, progress, warn
-from .scene import Appearance, Scene
+from meshstyle.common.cache import cache_failed, fingerprint, usable_cache_dir
+from meshstyle.config import SceneConfig
+from meshstyle.common.io import atomic_path
+from meshstyle.common.progress import log, progress, warn
+from meshstyle.geometry.scene import Appearance, Scene
 
 GUTTER_TEXELS = 3.0            # empty texels around every island, so mip level 1 still separates them
 MAX_STRETCH = 1.0 / 6.0        # uvatlas default: charts may stretch this much before being split
@@ -221,7 +221,7 @@ def _uvatlas_in_child(vertices: np.ndarray, faces: np.ndarray, size: int) -> np.
         np.savez(request, vertices=vertices.astype(np.float32), faces=faces.astype(np.int64),
                  size=size, gutter=GUTTER_TEXELS, max_stretch=MAX_STRETCH, partitions=partitions)
         with open(errors, "w") as error_stream:
-            child = subprocess.Popen([sys.executable, "-m", "meshstyle.atlas", str(request), str(answer)],
+            child = subprocess.Popen([sys.executable, "-m", "meshstyle.atlas.unwrap", str(request), str(answer)],
                                      stdout=subprocess.DEVNULL, stderr=error_stream)
             try:
                 _wait_with_progress(child, f"uvatlas, {len(faces)} faces")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .io import atomic_path, to_uint8
-from .scene import TexturedMesh
+from meshstyle.errors import InputError
+from meshstyle.common.io import atomic_path, to_uint8
+from meshstyle.geometry.scene import TexturedMesh
 
 GLTF_UP = np.array([0.0, 1.0, 0.0])
 Z_UP = (0.0, 0.0, 1.0)
@@ -134,9 +134,9 @@ def read_textured(path: str | Path) -> TexturedMesh:
     Files whose faces use several textures, or whose UVs tile beyond one copy of the texture, are
     re-baked into a fresh atlas; files without any texture are refused.
     """
-    from .atlas import bake_texture, make_atlas
-    from .config import SceneConfig
-    from .loaders import load_mesh_file
+    from meshstyle.atlas.unwrap import bake_texture, make_atlas
+    from meshstyle.config import SceneConfig
+    from meshstyle.inputs.meshes import load_mesh_file
 
     scene = load_mesh_file(path)
     appearance = scene.appearance

@@ -10,8 +10,8 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import InputError
-from .io import read_image
+from meshstyle.errors import InputError
+from meshstyle.common.io import read_image
 
 MIN_STYLE_SIZE = 16
 DEFAULT_STYLE_SIZE = 512

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import LossConfig, RasterConfig
-from .fragments import Fragments, ViewPyramid
+from meshstyle.config import LossConfig, RasterConfig
+from meshstyle.raster.fragments import Fragments, ViewPyramid
 
 Box = tuple[int, int, int, int]   # (y0, y1, x0, x1), half-open, in pixels of the patch's level
 

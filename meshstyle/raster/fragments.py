@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .cameras import Camera
+from meshstyle.views.cameras import Camera
 
 
 @dataclass

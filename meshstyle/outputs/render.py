@@ -28,17 +28,17 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .cache import cache_failed, usable_cache_dir
-from .cache import fingerprint
-from .cameras import Camera
-from .fragments import Fragments, ViewSamples
-from .io import atomic_path, to_uint8, write_image
-from .kernels import parallel_kernel, prange
-from .progress import progress
-from . import raster
-from .raster import Rasterizer
-from .scene import TexturedMesh
-from .texture import mip_level, mip_levels, mip_pyramid, sample
+from meshstyle.common.cache import cache_failed, usable_cache_dir
+from meshstyle.common.cache import fingerprint
+from meshstyle.views.cameras import Camera
+from meshstyle.raster.fragments import Fragments, ViewSamples
+from meshstyle.common.io import atomic_path, to_uint8, write_image
+from meshstyle.common.kernels import parallel_kernel, prange
+from meshstyle.common.progress import progress
+from meshstyle.raster import rasterizer as raster
+from meshstyle.raster.rasterizer import Rasterizer
+from meshstyle.geometry.scene import TexturedMesh
+from meshstyle.stylize.texture import mip_level, mip_levels, mip_pyramid, sample
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -16,10 +16,10 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from .config import SceneConfig
-from .errors import InputError
-from .progress import warn
-from .scene import Appearance, Scene
+from meshstyle.config import SceneConfig
+from meshstyle.errors import InputError
+from meshstyle.common.progress import warn
+from meshstyle.geometry.scene import Appearance, Scene
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
 GLTF_SUFFIXES = (".glb", ".gltf")
@@ -30,7 +30,7 @@ def load_scene(source: str | Path, config: SceneConfig | None = None) -> Scene:
     """A mesh file, a scan folder, or the name of a built-in scene (`meshstyle scenes`)."""
     path = Path(source)
     if path.is_dir():
-        from .scans import load_scan  # scan folders need their own, heavier loader
+        from meshstyle.inputs.scans import load_scan  # scan folders need their own, heavier loader
 
         return load_scan(path, config or SceneConfig())
     if path.exists():
@@ -81,7 +81,7 @@ def load_mesh_file(path: str | Path) -> Scene:
     up = (0.0, 1.0, 0.0) if suffix in GLTF_SUFFIXES else (0.0, 0.0, 1.0)
     if recorded_up is not None:
         # Our own GLB: undo the root rotation that write_glb added for +y-up viewers.
-        from .export import up_to_gltf
+        from meshstyle.outputs.export import up_to_gltf
 
         vertices = vertices @ up_to_gltf(recorded_up)[:3, :3]   # row vectors: R^T applied
         up = recorded_up

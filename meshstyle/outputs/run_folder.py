@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from .cache import fingerprint
-from .cameras import Camera
-from .config import StylizeConfig
-from .errors import InputError
-from .io import atomic_path
-from .scene import Scene, TexturedMesh
+from meshstyle.common.cache import fingerprint
+from meshstyle.views.cameras import Camera
+from meshstyle.config import StylizeConfig
+from meshstyle.errors import InputError
+from meshstyle.common.io import atomic_path
+from meshstyle.geometry.scene import Scene, TexturedMesh
 
 
 @dataclass
@@ -43,10 +43,10 @@ VIEW_HEIGHT = 360
 
 
 def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False) -> Path:
-    from . import __version__
-    from .export import write_glb, write_obj
-    from .io import write_image, write_json
-    from .render import contact_sheet, render_views
+    from meshstyle import __version__
+    from meshstyle.outputs.export import write_glb, write_obj
+    from meshstyle.common.io import write_image, write_json
+    from meshstyle.outputs.render import contact_sheet, render_views
 
     out = Path(out_dir)
     if (out / "run.json").exists() and not overwrite:
@@ -106,8 +106,8 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
 def _content_views(result: StylizeResult, cameras: list[Camera], shown: list[Camera]) -> list[np.ndarray]:
     """The content side of the contact sheet: a scan's photo where the view has one, else the
     mesh's own colours rendered from the view."""
-    from .render import render_views
-    from .scans import photo_pixels
+    from meshstyle.outputs.render import render_views
+    from meshstyle.inputs.scans import photo_pixels
 
     photos = {id(photo.camera): photo for photo in result.scene.photos}
     rendered = iter(render_views(result.original, [view for camera, view in zip(cameras, shown)
@@ -160,8 +160,8 @@ class LoadedResult:
 
 
 def load_result(path: str | Path) -> LoadedResult:
-    from .export import read_textured
-    from .io import read_image
+    from meshstyle.outputs.export import read_textured
+    from meshstyle.common.io import read_image
 
     path = Path(path)
     if path.is_dir():
@@ -197,7 +197,7 @@ def load_result(path: str | Path) -> LoadedResult:
         raise InputError(path, "no such file or folder")
     if path.suffix.lower() not in (".glb", ".gltf", ".obj"):
         raise InputError(path, "expected a run folder or a textured .glb/.gltf/.obj")
-    from .loaders import load_mesh_file
+    from meshstyle.inputs.meshes import load_mesh_file
 
     scene = load_mesh_file(path)
     mesh = read_textured(path)
@@ -245,14 +245,14 @@ def _run_cameras(run: dict[str, Any], key: str, path: Path) -> list[Camera]:
 
 
 def _guess_kind(mesh: TexturedMesh) -> str:
-    from .loaders import guess_kind
+    from meshstyle.inputs.meshes import guess_kind
 
     return guess_kind(mesh.vertices, mesh.faces)
 
 
 def render(result: StylizeResult | LoadedResult, cameras: list[Camera], **options: Any) -> list[np.ndarray]:
     """Images (H,W,3 float32) of a result's stylized mesh from `cameras` (see render.render_views)."""
-    from .render import render_views
+    from meshstyle.outputs.render import render_views
 
     return list(render_views(result.mesh, cameras, **options))
 
@@ -260,9 +260,9 @@ def render(result: StylizeResult | LoadedResult, cameras: list[Camera], **option
 def evaluate_run(path: str | Path, metrics: list[str] | None = None) -> dict[str, Any]:
     """Metrics of a run folder (its cameras) or a bare textured file (generated cameras);
     a run folder also gets eval.json and the metrics in run.json."""
-    from .cameras import orbit, walkthrough
-    from .evaluate import METRICS, evaluate
-    from .io import write_json
+    from meshstyle.views.cameras import orbit, walkthrough
+    from meshstyle.evaluate.metrics import METRICS, evaluate
+    from meshstyle.common.io import write_json
 
     unknown = sorted(set(metrics or []) - set(METRICS))
     if unknown:

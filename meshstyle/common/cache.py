@@ -71,7 +71,7 @@ def usable_cache_dir(kind: str, override: str | Path | None = None) -> Path | No
 def cache_failed(exc: OSError, root: str | Path | None = None) -> None:
     """A cache read or write failed for a reason that will repeat (read-only, full, a file in the
     way): stop using that cache root for this process, with one warning."""
-    from .progress import warn
+    from meshstyle.common.progress import warn
 
     root = str(root) if root is not None else str(Path(os.environ.get("MESHSTYLE_CACHE", Path.home() / ".cache" / "meshstyle")))
     if root in _unusable:

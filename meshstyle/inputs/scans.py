@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cameras import Camera
-from .config import SceneConfig
-from .errors import InputError
-from .fragments import Fragments
-from .progress import log, progress, warn
-from .scene import Photo, Scene
+from meshstyle.views.cameras import Camera
+from meshstyle.config import SceneConfig
+from meshstyle.errors import InputError
+from meshstyle.raster.fragments import Fragments
+from meshstyle.common.progress import log, progress, warn
+from meshstyle.geometry.scene import Photo, Scene
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -101,7 +101,7 @@ def load_scan(folder: str | Path, config: SceneConfig | None = None) -> Scene:
     frames = [listing.frames[i] for i in frame_subset(len(listing.frames), config.frames)]
     photos = usable_photos(frames, listing.depth_intrinsics, folder)
 
-    from .loaders import load_mesh_file  # loaders imports this module for folders
+    from meshstyle.inputs.meshes import load_mesh_file  # loaders imports this module for folders
 
     mesh_scene = load_mesh_file(mesh_path)
     up = listing.up or level_with_floor(up_from_cameras([photo.camera for photo in photos]),
@@ -742,7 +742,7 @@ def greedy_cover(views, patch_area: np.ndarray, n: int) -> tuple[list[int], list
 
 def photo_pixels(photo: Photo, height: int, width: int) -> torch.Tensor:
     """(3,H,W) the photo's colours resized (antialiased) to a view of `height` x `width` pixels."""
-    from .io import read_image
+    from meshstyle.common.io import read_image
 
     pixels = torch.from_numpy(read_image(photo.color_path)).permute(2, 0, 1)[None]
     return torch.nn.functional.interpolate(pixels, size=(height, width), mode="bilinear",
