@@ -104,6 +104,15 @@ def cmd_render(args: argparse.Namespace) -> int:
     from meshstyle.views.trajectories import trajectory
 
     width, height = _parse_size(args.size)
+    _check_render_options(args, width, height)
+    out = Path(args.out) if args.out else _default_sibling(args.result, "render")
+    from meshstyle.outputs.run_lock import check_writable_dir
+
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "--out exists and is not a folder")
+    check_writable_dir(out, "render folder")
+    if args.video:
+        check_writable_dir(Path(args.video).parent, "video's folder")
     loaded = load_result(args.result)
     kind = args.cameras
     if kind == "trajectory" and not loaded.cameras_from_photos:
@@ -113,7 +122,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     cameras = trajectory(kind, mesh=loaded.scene, run_cameras=loaded.cameras or None,
                          frames=args.frames, width=width, height=height, fov_deg=args.fov,
                          rng=np.random.default_rng(args.seed))
-    out = Path(args.out) if args.out else _default_sibling(args.result, "render")
     frames = render_views(loaded.mesh, cameras, shading=args.shading, supersample=args.supersample,
                           background=_parse_color(args.background))
     if args.video:
@@ -134,6 +142,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_sibling(args.result, f"export.{args.format}")
     if out.suffix.lower() != f".{args.format}":
         raise InputError(out, f"--out must end in .{args.format} for --format {args.format}")
+    if out.is_dir():
+        raise InputError(out, "--out is a folder; name the file to write")
+    from meshstyle.outputs.run_lock import check_writable_dir
+
+    check_writable_dir(out.parent, "export folder")
     if args.format == "glb":
         write_glb(loaded.mesh, out, up=loaded.scene.up)
     else:
@@ -178,10 +191,11 @@ def _style_spec(style: str) -> str:
 def _owned_out_dir(out: Path, *, resume: bool, overwrite: bool, config) -> Iterator[None]:
     """Before any work: the run folder is writable, has room, is ours alone (lock), and holds what
     the flags expect. The lock is held until the command ends, on every exit path."""
-    from meshstyle.outputs.run_lock import check_free_space, owned_run_folder
+    from meshstyle.outputs.run_lock import check_free_space, check_writable_dir, owned_run_folder
 
     if out.exists() and not out.is_dir():
         raise InputError(out, "output path exists and is not a folder")
+    check_writable_dir(out, "output folder")
     check_free_space(out, _run_bytes(config))
     with owned_run_folder(out):
         _check_out_dir(out, resume=resume, overwrite=overwrite)
@@ -193,7 +207,7 @@ def _run_bytes(config) -> int:
     moments, a third more for the Laplacian layers), the PNGs, GLB and OBJ, and the views."""
     side = config.texture.size or 2048
     texels = side * side
-    return int(texels * 3 * 4 * 3 * 4 / 3 + texels * 3 * 4 + 32 * 2**20)
+    return int(texels * 3 * 4 * 3 * 4 / 3 + texels * 3 * 4 + 8 * 2**20)
 
 
 def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -214,6 +228,31 @@ def _check_device(device: str) -> None:
 
         if not torch.cuda.is_available():
             raise InputError("--device", "CUDA is not available on this machine; use --device cpu")
+
+
+# Render limits: a frame of MAX_RENDER_PIXELS supersampled stays within a few GB of buffers.
+MAX_RENDER_PIXELS = 4096 * 4096
+MAX_SUPERSAMPLE = 8
+
+
+def _check_render_options(args: argparse.Namespace, width: int, height: int) -> None:
+    """Every render option checked before the result is read (exit 2 naming the option)."""
+    import math
+
+    if args.fov is not None and not (math.isfinite(args.fov) and 1.0 <= args.fov <= 170.0):
+        raise InputError("--fov", f"{args.fov} is out of range (1..170 degrees)")
+    if not 1 <= args.fps <= 240:
+        raise InputError("--fps", f"{args.fps} is out of range (1..240)")
+    if not 1 <= args.supersample <= MAX_SUPERSAMPLE:
+        raise InputError("--supersample", f"{args.supersample} is out of range (1..{MAX_SUPERSAMPLE})")
+    if not 1 <= args.frames <= 100_000:
+        raise InputError("--frames", f"{args.frames} is out of range (1..100000)")
+    if width * height * args.supersample ** 2 > MAX_RENDER_PIXELS:
+        raise InputError("--size", f"{width}x{height} x supersample {args.supersample} is "
+                                   f"{width * height * args.supersample ** 2 / 1e6:.0f} Mpixel per frame; "
+                                   f"the limit is {MAX_RENDER_PIXELS / 1e6:.0f} Mpixel")
+    if args.video and Path(args.video).suffix.lower() != ".mp4":
+        raise InputError(args.video, "--video must name an .mp4 file")
 
 
 def _parse_size(text: str) -> tuple[int, int]:

@@ -75,8 +75,9 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
     if result.checkpoint is not None:
         import torch
 
-        with atomic_path(out / "checkpoint.pt") as tmp:
-            torch.save(result.checkpoint, tmp)
+        from meshstyle.stylize.optimize import save_checkpoint
+
+        save_checkpoint(out / "checkpoint.pt", result.checkpoint)
 
     timings = dict(result.timings)
     timings["save"] = round(time.perf_counter() - started, 3)

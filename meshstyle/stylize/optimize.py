@@ -20,6 +20,7 @@ checkpoint never holds a half-applied step.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import pickle
 import signal
@@ -311,8 +312,12 @@ def make_checkpoint(texture: LaplacianTexture, optimizer: torch.optim.Optimizer,
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
+    # Serialised in memory first: torch.save writing to a full disk raises a RuntimeError without
+    # an errno, while a plain file write raises the OSError (ENOSPC) that the CLI reports.
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
     with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
