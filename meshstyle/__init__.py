@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "StylizeConfig": ("meshstyle.config", "StylizeConfig"),
-    "load_scene": ("meshstyle.inputs.meshes", "load_scene"),
+    "load_scene": ("meshstyle.inputs.load", "load_scene"),
     "stylize": ("meshstyle.pipeline", "stylize"),
     "render": ("meshstyle.outputs.run_folder", "render"),
     "load_result": ("meshstyle.outputs.run_folder", "load_result"),

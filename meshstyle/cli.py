@@ -1,7 +1,10 @@
-"""`meshstyle` command line: a thin layer over the library API (DESIGN.md "Command line").
+"""`meshstyle` command line: a thin layer over the library API (docs/DESIGN.md "Command line").
 
 Exit codes: 0 success; 2 bad input or usage (one line on stderr, no traceback); 1 unexpected
 internal error; 130 interrupted (after the optimiser wrote its checkpoint).
+
+Each command imports the library inside its function, the only function-level imports of our own
+modules in the package: `meshstyle --version` and `--help` must not pay seconds for torch and open3d.
 """
 from __future__ import annotations
 
@@ -56,7 +59,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     from meshstyle.config import build_config
-    from meshstyle.inputs.meshes import load_scene
+    from meshstyle.inputs.load import load_scene
 
     _check_scene_arg(args.scene)
     flags = {"iters": args.iters, "views": args.views, "texture_size": args.texture_size,
@@ -366,10 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except SystemExit as exit_request:  # --help and --version exit through argparse
         return int(exit_request.code or 0)
-    except InputError as error:
-        print(f"meshstyle: {error}", file=sys.stderr)
-        return EXIT_INPUT
-    except MeshstyleError as error:
+    except MeshstyleError as error:   # InputError and its kin: one line naming the file, exit 2
         print(f"meshstyle: {error}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt as interrupted:

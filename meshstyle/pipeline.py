@@ -19,7 +19,7 @@ import torch
 from meshstyle.atlas.unwrap import Atlas, atlas_info, bake_texture, make_atlas
 from meshstyle.atlas.unwrap import _measured as _measured_atlas
 from meshstyle.common.cache import fingerprint
-from meshstyle.views.cameras import Camera, filter_views, for_scene
+from meshstyle.views.cameras import for_scene, view_coverage
 from meshstyle.config import StylizeConfig
 from meshstyle.errors import InputError
 from meshstyle.raster.fragments import ViewPyramid
@@ -30,11 +30,13 @@ from meshstyle.stylize.patches import LevelPatch, reference_depth, split_by_dept
 from meshstyle.common.progress import log, progress
 from meshstyle.raster.rasterizer import Rasterizer, view_pyramids
 from meshstyle.outputs.run_folder import StylizeResult
-from meshstyle.inputs.scans import content_target, default_texture_size, select_frames
-from meshstyle.geometry.scene import Photo, Scene, TexturedMesh
+from meshstyle.atlas.texture_size import default_texture_size
+from meshstyle.stylize.photo_targets import content_target
+from meshstyle.views.frame_selection import select_frames
+from meshstyle.geometry.scene import Photo, Scene, TexturedMesh, View
 from meshstyle.inputs.styles import load_style, resize_long_side
 from meshstyle.stylize.texture import LaplacianTexture
-from meshstyle.stylize.vgg import load_vgg
+from meshstyle.stylize.vgg import load_vgg, native_bfloat16
 
 CHECKPOINT_NAME = "checkpoint.pt"
 ASPECT = 4 / 3   # width / height of generated cameras
@@ -59,8 +61,8 @@ class Prepared:
     """Everything the optimisation needs, built once per run by `prepare`."""
     atlas: Atlas
     initial: np.ndarray               # (H,W,3) float32 initial texture (the mesh's own colours)
-    train_cameras: list[Camera]
-    holdout: list[Camera]
+    train: list[View]
+    holdout: list[View]
     views: list[TrainView]
     holdout_views: list[TrainView]
     objective: Objective
@@ -77,7 +79,7 @@ class Prepared:
 def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig | None = None,
             out_dir: Path | None = None, resume: bool = False) -> StylizeResult:
     """Repaint `scene`'s texture in the style of `style` (image file, built-in name or (H,W,3) array)."""
-    config = config if config is not None else StylizeConfig()
+    config = (config if config is not None else StylizeConfig()).validate()
     checkpoint_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     if resume and checkpoint_path is None:
         raise InputError(None, "resume needs the run folder (out_dir) that holds checkpoint.pt")
@@ -111,7 +113,7 @@ def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig 
     return StylizeResult(
         mesh=TexturedMesh(scene.vertices, scene.faces, atlas.uv, stylized),
         original=TexturedMesh(scene.vertices, scene.faces, atlas.uv, prepared.initial),
-        cameras=prepared.train_cameras, holdout=prepared.holdout, style_image=prepared.style_image,
+        views=prepared.train, holdout_views=prepared.holdout, style_image=prepared.style_image,
         config=config, scene=scene, history=outcome.history, timings=timings, info=info,
         checkpoint=outcome.checkpoint)
 
@@ -121,6 +123,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
     """Atlas, cameras, view pyramids, style targets and per-view patches: all but the optimisation.
 
     `atlas`: the one a resumed run used (kept in its checkpoint), instead of unwrapping again."""
+    config.validate()
     configure_torch(config)
     device = torch.device(config.device)
     content_source = content_source_for(scene, config)
@@ -136,17 +139,21 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
     with stage("cameras", timings):
         rasterizer = Rasterizer(scene.vertices, scene.faces, atlas.uv)
         rng = np.random.default_rng(config.seed)
-        cameras, photos = choose_cameras(scene, rasterizer, config, rng)
-        kept, dropped = filter_views(cameras, rasterizer, config.cameras.min_coverage)
+        candidates = choose_views(scene, rasterizer, config, rng)
+        coverage = view_coverage([view.camera for view in candidates], rasterizer)
+        kept = [view for view, share in zip(candidates, coverage) if share >= config.cameras.min_coverage]
+        dropped = len(candidates) - len(kept)
         if not kept:
             raise InputError(scene.source or scene.name,
                              f"no camera view covers {config.cameras.min_coverage:.0%} of its image with the mesh")
-        train_cameras, holdout = split_holdout(kept, config.cameras.holdout, rng)
+        train, holdout = split_holdout(kept, config.cameras.holdout, rng)
 
     with stage("raster", timings):
         heights = pyramid_heights(config)
-        pyramids = view_pyramids(rasterizer, train_cameras, heights, cache_dir=config.raster.cache_dir)
-        holdout_pyramids = view_pyramids(rasterizer, holdout, heights, cache_dir=config.raster.cache_dir)
+        pyramids = view_pyramids(rasterizer, [view.camera for view in train], heights,
+                                 cache_dir=config.raster.cache_dir)
+        holdout_pyramids = view_pyramids(rasterizer, [view.camera for view in holdout], heights,
+                                         cache_dir=config.raster.cache_dir)
 
     with stage("targets", timings):
         vgg = load_vgg(device=device, dtype=vgg_dtype(config), channels_last=config.optim.channels_last)
@@ -158,20 +165,20 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
                                 config.loss.style_scales, config.loss.statistic)
         objective = Objective(vgg=vgg, style=targets, loss=config.loss, regularizer=config.texture.regularizer)
         depth_reference = reference_depth(pyramids, config.loss)
-        views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config, depth_reference)
-                 for camera, pyramid in zip(train_cameras, progress(pyramids, desc="patches", unit="view"))]
+        views = [train_view(pyramid, initial_tensor, view.photo, content_source, config, depth_reference)
+                 for view, pyramid in zip(train, progress(pyramids, desc="patches", unit="view"))]
         views = [view.to(device) for view in views if view.targets]
         if not views:
             raise InputError(scene.source or scene.name, "no training view has pixels to stylize")
-        holdout_views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config,
-                                    depth_reference) for camera, pyramid in zip(holdout, holdout_pyramids)]
+        holdout_views = [train_view(pyramid, initial_tensor, view.photo, content_source, config,
+                                    depth_reference) for view, pyramid in zip(holdout, holdout_pyramids)]
         holdout_views = [view.to(device) for view in holdout_views if view.targets]
 
     patches = [t.patch for view in views for t in view.targets]
     info = {
         "atlas": atlas_info(atlas),
         "texture_size": size,
-        "views": len(train_cameras),
+        "views": len(train),
         "holdout_views": len(holdout),
         "dropped_views": dropped,
         "coverage": float(np.mean([float(p.levels[0].mask.float().mean()) for p in pyramids])),
@@ -183,9 +190,9 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
     }
     fingerprints = dict(input_fingerprints(scene, style, config),
                         atlas=fingerprint(atlas.uv, atlas.size),
-                        cameras=fingerprint([(c.K, c.cam_to_world, c.width, c.height) for c in train_cameras],
-                                            heights))
-    return Prepared(atlas=atlas, initial=initial, train_cameras=train_cameras, holdout=holdout, views=views,
+                        cameras=fingerprint([(v.camera.K, v.camera.cam_to_world, v.camera.width, v.camera.height)
+                                             for v in train], heights))
+    return Prepared(atlas=atlas, initial=initial, train=train, holdout=holdout, views=views,
                     holdout_views=holdout_views, objective=objective,
                     style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings,
                     fingerprints=fingerprints)
@@ -257,17 +264,17 @@ def style_pixels(style: str | Path | np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(load_style(style, size=size), dtype=np.float32)
 
 
-def choose_cameras(scene: Scene, rasterizer: Rasterizer, config: StylizeConfig,
-                   rng: np.random.Generator) -> tuple[list[Camera], dict[int, Photo]]:
-    """Training + holdout cameras, and the photo behind each camera that has one (keyed by id)."""
+def choose_views(scene: Scene, rasterizer: Rasterizer, config: StylizeConfig,
+                 rng: np.random.Generator) -> list[View]:
+    """Training + holdout views; a scan's views carry the photo taken from them."""
     wanted = config.cameras.views + config.cameras.holdout
     kind = config.cameras.kind
     if scene.photos and kind in ("auto", "poses"):
         photos, _report = select_frames(scene.photos, rasterizer, wanted, rng)
-        return [photo.camera for photo in photos], {id(photo.camera): photo for photo in photos}
+        return [View(photo.camera, photo) for photo in photos]
     height = config.raster.image_height
-    cameras = for_scene(scene, wanted, config.cameras, rng, int(round(height * ASPECT)), height)
-    return cameras, {}
+    cameras = for_scene(scene, wanted, config.cameras, rng, int(round(height * ASPECT)), height, rasterizer=rasterizer)
+    return [View(camera) for camera in cameras]
 
 
 def content_source_for(scene: Scene, config: StylizeConfig) -> str:
@@ -275,8 +282,6 @@ def content_source_for(scene: Scene, config: StylizeConfig) -> str:
     choice = config.loss.content_target
     if config.loss.style_only:
         return "none"
-    if choice not in ("auto", "photo", "mesh"):
-        raise InputError("loss.content_target", f"unknown value '{choice}' (auto, photo, mesh)")
     if choice == "photo" and not scene.photos:
         raise InputError(scene.source or scene.name, "loss.content_target = 'photo' needs a scan with photos")
     return "photo" if choice in ("auto", "photo") and scene.photos else "mesh"
@@ -311,12 +316,12 @@ def mesh_content(initial: torch.Tensor, patch: LevelPatch) -> tuple[torch.Tensor
     return image.contiguous(), patch.mask.to(torch.float32)[None, None]
 
 
-def split_holdout(cameras: list[Camera], holdout: int, rng: np.random.Generator) -> tuple[list[Camera], list[Camera]]:
+def split_holdout(views: list[View], holdout: int, rng: np.random.Generator) -> tuple[list[View], list[View]]:
     """Hold out `holdout` views chosen at random, never trained on; at least one view is kept for training."""
-    count = min(max(0, holdout), len(cameras) - 1)
-    held = set(rng.choice(len(cameras), size=count, replace=False).tolist()) if count else set()
-    train = [c for i, c in enumerate(cameras) if i not in held]
-    return train, [c for i, c in enumerate(cameras) if i in held]
+    count = min(max(0, holdout), len(views) - 1)
+    held = set(rng.choice(len(views), size=count, replace=False).tolist()) if count else set()
+    train = [v for i, v in enumerate(views) if i not in held]
+    return train, [v for i, v in enumerate(views) if i in held]
 
 
 def pyramid_heights(config: StylizeConfig) -> list[int]:
@@ -331,12 +336,9 @@ def vgg_dtype(config: StylizeConfig) -> torch.dtype:
     faster per step; "auto" uses it only on CPUs with native BF16, where it is fast."""
     choice = config.optim.precision
     if choice == "auto":
-        native = config.device == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        native = config.device == "cpu" and native_bfloat16()
         return torch.bfloat16 if native else torch.float32
-    precisions = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-    if choice not in precisions:
-        raise InputError("optim.precision", f"unknown precision '{choice}' (auto, float32, bfloat16)")
-    return precisions[choice]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[choice]
 
 
 def configure_torch(config: StylizeConfig) -> None:

@@ -45,7 +45,8 @@ def bench(name: str, sizes: list[int]) -> None:
     from meshstyle.atlas.unwrap import (atlas_info, bake_texture, make_atlas, project_charts, rasterize_atlas,
                                  split_to_manifold)
     from meshstyle.config import SceneConfig
-    from meshstyle.outputs.export import read_textured, write_glb, write_obj
+    from meshstyle.inputs.textured import read_textured
+    from meshstyle.outputs.export import write_glb, write_obj
     from meshstyle.geometry.scene import TexturedMesh
 
     print(f"{name}:")

@@ -13,7 +13,8 @@ from meshstyle.atlas.unwrap import make_atlas, sample_wrapped
 from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
 from meshstyle.config import SceneConfig
 from meshstyle.errors import InputError
-from meshstyle.outputs.export import check_glb, glb_document, read_textured, up_to_gltf, write_glb, write_obj
+from meshstyle.inputs.textured import read_textured
+from meshstyle.outputs.export import check_glb, glb_document, up_to_gltf, write_glb, write_obj
 from meshstyle.raster.rasterizer import Rasterizer
 from meshstyle.outputs.render import psnr
 from meshstyle.geometry.scene import Scene, TexturedMesh
@@ -93,7 +94,7 @@ def test_glb_is_what_a_browser_viewer_expects(tmp_path):
     # The root node turns z-up into glTF's y-up; the up axis is recorded for our own reader.
     assert np.allclose(np.reshape(document["nodes"][0]["matrix"], (4, 4)).T, up_to_gltf((0, 0, 1)))
     assert document["scenes"][0]["extras"]["meshstyle"]["up"] == [0, 0, 1]
-    # trimesh's default material, for contrast, is what TRAPS.md warns about: check_glb notices.
+    # trimesh's default material, for contrast, is what docs/TRAPS.md warns about: check_glb notices.
     plain = trimesh.Trimesh(*(lambda m: (m.vertices, m.faces))(four_corner_quad()), process=False)
     plain.visual = trimesh.visual.TextureVisuals(uv=np.zeros((4, 2)), image=Image.new("RGB", (2, 2)))
     plain.export(tmp_path / "plain.glb")

@@ -208,7 +208,8 @@ def test_cameras_of_different_sizes_render_at_their_own_sizes(cache_dir):
 # --- files: GLB round trip, cache, PNG / MP4 outputs ----------------------------------------------
 
 def test_glb_round_trip_renders_like_the_mesh_in_memory(tmp_path, cache_dir):
-    from meshstyle.outputs.export import read_textured, write_glb
+    from meshstyle.inputs.textured import read_textured
+    from meshstyle.outputs.export import write_glb
 
     mesh = bumpy_sheet(np.random.default_rng(0))
     write_glb(mesh, tmp_path / "mesh.glb")

@@ -30,6 +30,7 @@ from meshstyle.config import SceneConfig
 from meshstyle.common.io import atomic_path
 from meshstyle.common.progress import log, progress, warn
 from meshstyle.geometry.scene import Appearance, Scene
+from meshstyle.geometry.mesh import corner_cross
 
 GUTTER_TEXELS = 3.0            # empty texels around every island, so mip level 1 still separates them
 MAX_STRETCH = 1.0 / 6.0        # uvatlas default: charts may stretch this much before being split
@@ -154,14 +155,14 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, size: int) -> tuple[np.ndarr
 def _axis_aligned_share(vertices: np.ndarray, faces: np.ndarray) -> float:
     """Area-weighted mean |cos| between face normals and their nearest axis (1 for boxes)."""
     corners = vertices[faces]
-    normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])   # length = 2 area
+    normal = corner_cross(corners)   # length = 2 area
     return float(np.abs(normal).max(axis=1).sum() / max(np.linalg.norm(normal, axis=1).sum(), 1e-30))
 
 
 def _unwrappable_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Faces with three distinct corners and a non-zero area; the rest get no texels."""
     corners = vertices[faces]
-    area2 = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    area2 = np.linalg.norm(corner_cross(corners), axis=1)
     extent = float(np.ptp(vertices, axis=0).max()) if len(vertices) else 0.0
     distinct = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
     return distinct & (area2 > 1e-12 * extent * extent) & np.isfinite(area2)
@@ -286,7 +287,7 @@ def project_charts(vertices: np.ndarray, faces: np.ndarray, size: int) -> np.nda
     """Fast fallback unwrap: faces grouped by dominant normal axis and edge connectivity, projected
     onto that axis plane, and shelf-packed at one texel density with a gutter (per-corner UVs)."""
     corners = vertices[faces]
-    normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    normal = corner_cross(corners)
     axis = np.abs(normal).argmax(axis=1)
     facing = 2 * axis + (normal[np.arange(len(faces)), axis] > 0)
     chart = _charts_of(faces, facing)
@@ -391,7 +392,7 @@ def _shelf_pack(boxes: np.ndarray, size: float) -> np.ndarray | None:
 def _measured(scene: Scene, uv: np.ndarray, size: int, method: str, started: float) -> Atlas:
     uv = np.asarray(uv, dtype=np.float32)
     corners = scene.vertices[scene.faces]
-    surface = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    surface = 0.5 * np.linalg.norm(corner_cross(corners), axis=1)
     uv_area = _uv_areas(uv.astype(np.float64))
     face_id, _ = rasterize_atlas(uv, size)
     return Atlas(uv=uv, size=size, charts=count_charts(uv),

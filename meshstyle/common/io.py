@@ -11,6 +11,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from meshstyle.errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:

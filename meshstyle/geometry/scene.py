@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from meshstyle.views.cameras import Camera
+from meshstyle.geometry.camera import Camera
 
 
 @dataclass
@@ -22,6 +22,21 @@ class Photo:
     # The depth image's own camera (same pose) when its intrinsics differ from the colour camera's
     # (ScanNet, BundleFusion); None = the colour camera scaled to the depth image's size.
     depth_camera: Camera | None = None
+
+
+@dataclass(frozen=True)
+class View:
+    """A viewpoint, with the scan photo taken from it when there is one.
+
+    The photo travels with its camera so that no stage has to find it again (a lookup by camera
+    identity silently loses the photo as soon as a camera is copied or rescaled).
+    """
+    camera: Camera
+    photo: Photo | None = None
+
+    @property
+    def depth_path(self) -> Path | None:
+        return self.photo.depth_path if self.photo is not None else None
 
 
 @dataclass

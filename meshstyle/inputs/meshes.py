@@ -1,4 +1,4 @@
-"""Scenes from mesh files, scan folders and built-in names.
+"""Scenes from mesh files (.ply .obj .glb .gltf .off .stl).
 
 Mesh files go through trimesh: on the 200k-triangle binary PLY of redkitchen it took 0.04-0.12 s and
 open3d 0.07 s (scripts/bench_atlas.py), not worth a second reader. A glTF scene graph is flattened with its node transforms; every
@@ -16,39 +16,15 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from meshstyle.config import SceneConfig
 from meshstyle.errors import InputError
 from meshstyle.common.progress import warn
+from meshstyle.geometry.axes import up_to_gltf
 from meshstyle.geometry.scene import Appearance, Scene
+from meshstyle.geometry.mesh import corner_cross
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
 GLTF_SUFFIXES = (".glb", ".gltf")
 NEUTRAL_GREY = 0.5
-
-
-def load_scene(source: str | Path, config: SceneConfig | None = None) -> Scene:
-    """A mesh file, a scan folder, or the name of a built-in scene (`meshstyle scenes`)."""
-    path = Path(source)
-    if path.is_dir():
-        from meshstyle.inputs.scans import load_scan  # scan folders need their own, heavier loader
-
-        return load_scan(path, config or SceneConfig())
-    if path.exists():
-        return load_mesh_file(path)
-    if isinstance(source, str) and path.suffix.lower() not in MESH_SUFFIXES:
-        builtin = _builtin_scene(source)
-        if builtin is not None:
-            return builtin
-        raise InputError(source, "no such file, folder or built-in scene (see `meshstyle scenes`)")
-    raise InputError(path, "no such file")
-
-
-def _builtin_scene(name: str) -> Scene | None:
-    import scenes
-
-    if name not in scenes.SCENES:
-        return None
-    return scenes.build(name)
 
 
 @dataclass
@@ -81,8 +57,6 @@ def load_mesh_file(path: str | Path) -> Scene:
     up = (0.0, 1.0, 0.0) if suffix in GLTF_SUFFIXES else (0.0, 0.0, 1.0)
     if recorded_up is not None:
         # Our own GLB: undo the root rotation that write_glb added for +y-up viewers.
-        from meshstyle.outputs.export import up_to_gltf
-
         vertices = vertices @ up_to_gltf(recorded_up)[:3, :3]   # row vectors: R^T applied
         up = recorded_up
     scene = Scene(name=path.stem, vertices=vertices, faces=faces, appearance=appearance, up=up, source=str(path))
@@ -289,7 +263,7 @@ def _clean(path: Path, vertices: np.ndarray, faces: np.ndarray,
     if not np.isfinite(vertices[referenced]).all():
         raise InputError(path, "has non-finite vertex coordinates (NaN or infinity)")
     corners = vertices[faces]
-    doubled_area = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    doubled_area = np.linalg.norm(corner_cross(corners), axis=1)
     extent = float(np.ptp(vertices[referenced], axis=0).max())
     good = ((faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
             & (doubled_area > 1e-12 * extent * extent))
@@ -325,7 +299,7 @@ def guess_kind(vertices: np.ndarray, faces: np.ndarray) -> str:
 
     centre = 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
     corners = vertices[faces]
-    normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])   # length = 2 area
+    normal = corner_cross(corners)   # length = 2 area
     toward_centre = np.einsum("fd,fd->f", normal, centre - corners.mean(axis=1)) > 0
     inward_share = float(np.linalg.norm(normal[toward_centre], axis=1).sum() / np.linalg.norm(normal, axis=1).sum())
 

@@ -19,12 +19,11 @@ import numpy as np
 
 from meshstyle.errors import InputError
 from meshstyle.common.io import atomic_path, to_uint8
+from meshstyle.geometry.axes import Z_UP, up_to_gltf
 from meshstyle.geometry.scene import TexturedMesh
+from meshstyle.geometry.mesh import corner_cross
 
-GLTF_UP = np.array([0.0, 1.0, 0.0])
-Z_UP = (0.0, 0.0, 1.0)
 MATERIAL_NAME = "stylized"
-REBAKE_MIN_SIZE, REBAKE_MAX_SIZE = 512, 4096   # atlas side when several source textures are merged
 
 
 def split_uv_seams(faces: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -37,26 +36,6 @@ def split_uv_seams(faces: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.nd
     return new_index.reshape(-1, 3), corner_vertex[first], corner_uv[first]
 
 
-def up_to_gltf(up: tuple[float, float, float]) -> np.ndarray:
-    """4x4 rotation taking our `up` axis to glTF's +y (rotation about their common perpendicular)."""
-    source = np.asarray(up, dtype=np.float64)
-    source /= np.linalg.norm(source)
-    axis = np.cross(source, GLTF_UP)
-    sine, cosine = np.linalg.norm(axis), float(source @ GLTF_UP)
-    rotation = np.eye(3)
-    if sine < 1e-12:
-        if cosine < 0:  # upside down: half a turn about x
-            rotation = np.diag([1.0, -1.0, -1.0])
-    else:
-        k = axis / sine
-        cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-        rotation = np.eye(3) + sine * cross + (1 - cosine) * cross @ cross
-    rotation[np.abs(rotation) < 1e-12] = 0.0  # exact zeros keep axis-aligned rotations lossless
-    matrix = np.eye(4)
-    matrix[:3, :3] = rotation
-    return matrix
-
-
 def _trimesh_of(mesh: TexturedMesh):
     import trimesh
     from PIL import Image
@@ -66,7 +45,7 @@ def _trimesh_of(mesh: TexturedMesh):
     # Normals come from the welded mesh, so shading stays smooth across UV seams; without them
     # viewers shade every triangle flat.
     normals = vertex_normals(np.asarray(mesh.vertices), np.asarray(mesh.faces))[source_vertex]
-    # trimesh's default material exports dark and metallic (TRAPS.md): a plain diffuse one instead.
+    # trimesh's default material exports dark and metallic (docs/TRAPS.md): a plain diffuse one instead.
     material = PBRMaterial(name=MATERIAL_NAME, baseColorTexture=Image.fromarray(to_uint8(mesh.texture)),
                            baseColorFactor=[255, 255, 255, 255], metallicFactor=0.0, roughnessFactor=1.0,
                            doubleSided=True)
@@ -78,7 +57,7 @@ def _trimesh_of(mesh: TexturedMesh):
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals (V,3); vertices without faces get +z."""
     corners = vertices[faces]
-    face_normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])   # length = 2 area
+    face_normal = corner_cross(corners)   # length = 2 area
     summed = np.zeros_like(vertices, dtype=np.float64)
     for axis in range(3):
         summed[:, axis] = np.bincount(faces.ravel(), np.repeat(face_normal[:, axis], 3), minlength=len(vertices))
@@ -126,39 +105,6 @@ def write_obj(mesh: TexturedMesh, path: str | Path, texture_name: str = "texture
         obj_tmp.write_text(text.getvalue())
         mtl_tmp.write_text(material)
         iio.imwrite(png_tmp, to_uint8(mesh.texture), extension=".png")
-
-
-def read_textured(path: str | Path) -> TexturedMesh:
-    """A textured GLB/OBJ (ours or from elsewhere) as one mesh with one texture.
-
-    Files whose faces use several textures, or whose UVs tile beyond one copy of the texture, are
-    re-baked into a fresh atlas; files without any texture are refused.
-    """
-    from meshstyle.atlas.unwrap import bake_texture, make_atlas
-    from meshstyle.config import SceneConfig
-    from meshstyle.inputs.meshes import load_mesh_file
-
-    scene = load_mesh_file(path)
-    appearance = scene.appearance
-    if not appearance.textures:
-        raise InputError(path, "has no texture (expected a base-colour texture with UVs)")
-    if len(appearance.textures) == 1 and np.all(appearance.face_texture >= 0):
-        uv = _wrapped(appearance.uv)
-        if uv is not None:
-            return TexturedMesh(vertices=scene.vertices, faces=scene.faces, uv=uv, texture=appearance.textures[0])
-    largest = max(max(image.shape[:2]) for image in appearance.textures)
-    size = int(np.clip(2 ** np.ceil(np.log2(largest)), REBAKE_MIN_SIZE, REBAKE_MAX_SIZE))
-    atlas = make_atlas(scene, size, SceneConfig(reunwrap=True))
-    return TexturedMesh(vertices=scene.vertices, faces=scene.faces, uv=atlas.uv,
-                        texture=bake_texture(scene, atlas, size))
-
-
-def _wrapped(uv: np.ndarray) -> np.ndarray | None:
-    """UVs moved by whole tiles into [0,1] (exact under a repeating texture), or None if impossible."""
-    shifted = uv - np.floor(uv.mean(axis=1, keepdims=True))
-    if shifted.min() < -1e-4 or shifted.max() > 1 + 1e-4:
-        return None
-    return shifted.clip(0.0, 1.0).astype(np.float32)
 
 
 def glb_document(path: str | Path) -> dict:

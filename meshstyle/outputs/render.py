@@ -30,7 +30,7 @@ import torch
 
 from meshstyle.common.cache import cache_failed, usable_cache_dir
 from meshstyle.common.cache import fingerprint
-from meshstyle.views.cameras import Camera
+from meshstyle.geometry.camera import Camera
 from meshstyle.raster.fragments import Fragments, ViewSamples
 from meshstyle.common.io import atomic_path, to_uint8, write_image
 from meshstyle.common.kernels import parallel_kernel, prange
@@ -387,7 +387,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: int = 30, *
     """Encode frames (H,W,3 float [0,1] or uint8, all one size) as H.264 MP4; returns the frame count.
 
     Odd sizes are padded to even ones by repeating the last row / column: libx264 with yuv420p needs
-    even sizes, and imageio's default would rescale every frame to multiples of 16 (TRAPS.md).
+    even sizes, and imageio's default would rescale every frame to multiples of 16 (docs/TRAPS.md).
     """
     import imageio_ffmpeg
 

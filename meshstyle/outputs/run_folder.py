@@ -1,4 +1,4 @@
-"""A stylization's result in memory, and the run folder it is saved as (DESIGN.md "Run folder")."""
+"""A stylization's result in memory, and the run folder it is saved as (docs/DESIGN.md "Run folder")."""
 from __future__ import annotations
 
 import json
@@ -10,19 +10,28 @@ from typing import Any
 import numpy as np
 
 from meshstyle.common.cache import fingerprint
-from meshstyle.views.cameras import Camera
+from meshstyle.geometry.camera import Camera
 from meshstyle.config import StylizeConfig
 from meshstyle.errors import InputError
 from meshstyle.common.io import atomic_path
-from meshstyle.geometry.scene import Scene, TexturedMesh
+from meshstyle.geometry.scene import Scene, TexturedMesh, View
+from meshstyle import __version__
+from meshstyle.common.io import read_image, write_image, write_json
+from meshstyle.evaluate.metrics import METRICS, evaluate
+from meshstyle.inputs.meshes import guess_kind, load_mesh_file
+from meshstyle.stylize.photo_targets import photo_pixels
+from meshstyle.inputs.textured import read_textured
+from meshstyle.outputs.export import write_glb, write_obj
+from meshstyle.outputs.render import contact_sheet, render_views
+from meshstyle.views.cameras import orbit, walkthrough
 
 
 @dataclass
 class StylizeResult:
     mesh: TexturedMesh              # the stylized texture on the scene's geometry and atlas
     original: TexturedMesh          # same atlas, the initial texture (the mesh's own appearance)
-    cameras: list[Camera]           # optimisation views
-    holdout: list[Camera]           # views never trained on (evaluation)
+    views: list[View]               # optimisation views (a scan's carry their photos)
+    holdout_views: list[View]       # views never trained on (evaluation)
     style_image: np.ndarray         # (H,W,3) float32, as used for the style targets
     config: StylizeConfig
     scene: Scene
@@ -31,8 +40,16 @@ class StylizeResult:
     info: dict[str, Any] = field(default_factory=dict)              # atlas figures, coverage, dropped views, ...
     checkpoint: dict[str, Any] | None = None                        # texture + optimiser state for --resume
 
+    @property
+    def cameras(self) -> list[Camera]:
+        return [view.camera for view in self.views]
+
+    @property
+    def holdout(self) -> list[Camera]:
+        return [view.camera for view in self.holdout_views]
+
     def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
-        """Write the run folder (DESIGN.md); every file appears only complete."""
+        """Write the run folder (docs/DESIGN.md); every file appears only complete."""
         return save_run(self, out_dir, overwrite=overwrite)
 
 
@@ -43,11 +60,6 @@ VIEW_HEIGHT = 360
 
 
 def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False) -> Path:
-    from meshstyle import __version__
-    from meshstyle.outputs.export import write_glb, write_obj
-    from meshstyle.common.io import write_image, write_json
-    from meshstyle.outputs.render import contact_sheet, render_views
-
     out = Path(out_dir)
     if (out / "run.json").exists() and not overwrite:
         raise InputError(out, "already holds a run; pass overwrite=True (CLI: --overwrite)")
@@ -63,8 +75,8 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
     write_glb(result.mesh, out / "stylized.glb", up=result.scene.up)
     write_obj(result.mesh, out / "stylized.obj", texture_name="texture.png")
 
-    chosen = _spread(result.cameras, SAVED_VIEWS)
-    shown = [camera.scaled(VIEW_HEIGHT) for camera in chosen]
+    chosen = _spread(result.views, SAVED_VIEWS)
+    shown = [view.camera.scaled(VIEW_HEIGHT) for view in chosen]
     stylized_views = list(render_views(result.mesh, shown))
     for index, view in enumerate(stylized_views):
         write_image(out / "views" / f"{index:04d}.png", view)
@@ -104,18 +116,15 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
     return out
 
 
-def _content_views(result: StylizeResult, cameras: list[Camera], shown: list[Camera]) -> list[np.ndarray]:
+def _content_views(result: StylizeResult, views: list[View], shown: list[Camera]) -> list[np.ndarray]:
     """The content side of the contact sheet: a scan's photo where the view has one, else the
     mesh's own colours rendered from the view."""
-    from meshstyle.outputs.render import render_views
-    from meshstyle.inputs.scans import photo_pixels
 
-    photos = {id(photo.camera): photo for photo in result.scene.photos}
-    rendered = iter(render_views(result.original, [view for camera, view in zip(cameras, shown)
-                                                   if id(camera) not in photos]))
-    return [photo_pixels(photos[id(camera)], view.height, view.width).permute(1, 2, 0).numpy()
-            if id(camera) in photos else next(rendered)
-            for camera, view in zip(cameras, shown)]
+    rendered = iter(render_views(result.original, [camera for view, camera in zip(views, shown)
+                                                   if view.photo is None]))
+    return [photo_pixels(view.photo, camera.height, camera.width).permute(1, 2, 0).numpy()
+            if view.photo is not None else next(rendered)
+            for view, camera in zip(views, shown)]
 
 
 def _spread(items: list, count: int) -> list:
@@ -161,9 +170,6 @@ class LoadedResult:
 
 
 def load_result(path: str | Path) -> LoadedResult:
-    from meshstyle.outputs.export import read_textured
-    from meshstyle.common.io import read_image
-
     path = Path(path)
     if path.is_dir():
         mesh_file = next((path / name for name in ("stylized.glb", "stylized.obj") if (path / name).is_file()), None)
@@ -198,7 +204,6 @@ def load_result(path: str | Path) -> LoadedResult:
         raise InputError(path, "no such file or folder")
     if path.suffix.lower() not in (".glb", ".gltf", ".obj"):
         raise InputError(path, "expected a run folder or a textured .glb/.gltf/.obj")
-    from meshstyle.inputs.meshes import load_mesh_file
 
     scene = load_mesh_file(path)
     mesh = read_textured(path)
@@ -246,14 +251,11 @@ def _run_cameras(run: dict[str, Any], key: str, path: Path) -> list[Camera]:
 
 
 def _guess_kind(mesh: TexturedMesh) -> str:
-    from meshstyle.inputs.meshes import guess_kind
-
     return guess_kind(mesh.vertices, mesh.faces)
 
 
 def render(result: StylizeResult | LoadedResult, cameras: list[Camera], **options: Any) -> list[np.ndarray]:
     """Images (H,W,3 float32) of a result's stylized mesh from `cameras` (see render.render_views)."""
-    from meshstyle.outputs.render import render_views
 
     return list(render_views(result.mesh, cameras, **options))
 
@@ -261,9 +263,6 @@ def render(result: StylizeResult | LoadedResult, cameras: list[Camera], **option
 def evaluate_run(path: str | Path, metrics: list[str] | None = None) -> dict[str, Any]:
     """Metrics of a run folder (its cameras) or a bare textured file (generated cameras);
     a run folder also gets eval.json and the metrics in run.json."""
-    from meshstyle.views.cameras import orbit, walkthrough
-    from meshstyle.evaluate.metrics import METRICS, evaluate
-    from meshstyle.common.io import write_json
 
     unknown = sorted(set(metrics or []) - set(METRICS))
     if unknown:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from meshstyle.views.cameras import Camera
+from meshstyle.geometry.camera import Camera
 
 
 @dataclass

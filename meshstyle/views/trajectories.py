@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from meshstyle.views import cameras as camera_paths
-from meshstyle.views.cameras import Camera
+from meshstyle.geometry.camera import Camera, rescale_intrinsics
+from meshstyle.inputs import nerf
+from meshstyle.raster.rasterizer import Rasterizer
 from meshstyle.config import CameraConfig
 from meshstyle.errors import InputError
 from meshstyle.common.io import write_json
@@ -32,7 +35,6 @@ WALK_CANDIDATES_PER_KEY = 3    # views proposed per key view kept
 WALK_CLEARANCE_M = 0.15        # legs of the fly-through keep this far from surfaces
 
 # OpenGL camera axes (y up, z backwards) -> OpenCV (y down, z forward): flip the y and z columns.
-OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 def trajectory(kind: str, *, mesh: TexturedMesh | Scene, run_cameras: list[Camera] | None = None,
@@ -104,11 +106,9 @@ def resize(camera: Camera, width: int, height: int) -> Camera:
     if (width, height) == (camera.width, camera.height):
         return camera
     scale = height / camera.height
-    K = camera.K.astype(np.float64).copy()
-    K[0, 0] *= scale
-    K[1, 1] *= scale
-    K[0, 2] = (K[0, 2] + 0.5) * width / camera.width - 0.5
-    K[1, 2] = (K[1, 2] + 0.5) * scale - 0.5
+    K = rescale_intrinsics(camera.K, scale, scale)
+    # The principal point keeps its relative position across the wider (or narrower) image.
+    K[0, 2] = (camera.K[0, 2] + 0.5) * width / camera.width - 0.5
     return Camera(K=K, cam_to_world=camera.cam_to_world.copy(), width=width, height=height)
 
 
@@ -144,13 +144,11 @@ def walkthrough_path(scene: Scene, frames: int, rng: np.random.Generator, *, wid
     as a video); here they are key views, one per WALK_SECONDS_PER_KEY at 30 fps. Legs that would
     pass through furniture or walls are never taken; key views that cannot be reached are dropped.
     """
-    from meshstyle.raster.rasterizer import Rasterizer
-
     keys = int(np.clip(round(frames / (30 * WALK_SECONDS_PER_KEY)), 2, MAX_WALK_KEYS))
     # Spare candidates, so that the tour can go round furniture that blocks the direct leg.
+    rasterizer = Rasterizer(scene.vertices, scene.faces)   # one ray-casting scene for views and legs
     candidates = camera_paths.walkthrough(scene, WALK_CANDIDATES_PER_KEY * keys, rng, width=width,
-                                          height=height, fov_deg=fov_deg)
-    rasterizer = Rasterizer(scene.vertices, scene.faces)
+                                          height=height, fov_deg=fov_deg, rasterizer=rasterizer)
     tour = [candidates[0]]
     remaining = list(candidates[1:])
     while remaining and len(tour) < keys:
@@ -242,67 +240,34 @@ def _read_nerf(path: Path, document: dict, width: int | None, height: int | None
     for index, frame in enumerate(frames):
         if not isinstance(frame, dict) or "transform_matrix" not in frame:
             raise InputError(path, f"frame {index} has no transform_matrix")
-        try:
-            pose_gl = np.asarray(frame["transform_matrix"], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(path, f"frame {index}: transform_matrix is not a 4x4 matrix of numbers") from None
-        if pose_gl.shape != (4, 4):
-            raise InputError(path, f"frame {index}: transform_matrix has shape {pose_gl.shape}, expected 4x4")
-        if not np.isfinite(pose_gl).all():
+        cam_to_world = nerf.pose(frame["transform_matrix"])
+        if cam_to_world is None:
+            raise InputError(path, f"frame {index}: transform_matrix is not a 3x4 or 4x4 matrix of numbers")
+        if not np.isfinite(cam_to_world).all():
             skipped += 1
             continue
-        # Per-frame intrinsics (instant-ngp allows them) override the file-wide ones.
-        K, size = _nerf_intrinsics(path, {**document, **frame}, frame, width, height)
-        cameras.append(Camera(K=K, cam_to_world=pose_gl @ OPENGL_TO_OPENCV, width=size[0], height=size[1]))
+        fields = nerf.camera_fields(document, frame)
+        size = nerf.stated_size(fields, path) or _image_size(path, frame) or ((width, height) if width and height else None)
+        if size is None:
+            raise InputError(path, "no image size: give 'w' and 'h' (or keep the images beside the file)")
+        cameras.append(Camera(K=nerf.intrinsics(fields, size, path), cam_to_world=cam_to_world,
+                              width=size[0], height=size[1]))
     return cameras, skipped
 
 
-def _nerf_intrinsics(path: Path, fields: dict, frame: dict, width: int | None,
-                     height: int | None) -> tuple[np.ndarray, tuple[int, int]]:
-    size = _nerf_image_size(path, fields, frame) or ((width, height) if width and height else None)
-    if size is None:
-        raise InputError(path, "no image size: give 'w' and 'h' (or keep the images beside the file)")
-    w, h = size
-    try:
-        if "fl_x" in fields:
-            focal_x = float(fields["fl_x"])
-            focal_y = float(fields.get("fl_y", focal_x))
-        elif "camera_angle_x" in fields:
-            focal_x = 0.5 * w / np.tan(0.5 * float(fields["camera_angle_x"]))
-            focal_y = (0.5 * h / np.tan(0.5 * float(fields["camera_angle_y"]))
-                       if "camera_angle_y" in fields else focal_x)
-        else:
-            raise InputError(path, "no intrinsics: give 'fl_x' or 'camera_angle_x'")
-        # NeRF tools put pixel centres at i + 0.5; ours sit at integers.
-        cx = float(fields["cx"]) - 0.5 if "cx" in fields else (w - 1) / 2
-        cy = float(fields["cy"]) - 0.5 if "cy" in fields else (h - 1) / 2
-    except (TypeError, ValueError) as exc:
-        raise InputError(path, f"bad intrinsics ({exc})") from None
-    K = np.array([[focal_x, 0.0, cx], [0.0, focal_y, cy], [0.0, 0.0, 1.0]])
-    return K, (w, h)
-
-
-def _nerf_image_size(path: Path, fields: dict, frame: dict) -> tuple[int, int] | None:
-    if "w" in fields and "h" in fields:
-        try:
-            return int(fields["w"]), int(fields["h"])
-        except (TypeError, ValueError):
-            raise InputError(path, "'w' and 'h' must be integers") from None
-    # The Blender NeRF scenes state no size: read it from the frame's image (paths lack the suffix).
+def _image_size(path: Path, frame: dict) -> tuple[int, int] | None:
+    """The size of the frame's image beside the file (the Blender NeRF scenes state no size)."""
     file_path = frame.get("file_path")
     if not isinstance(file_path, str):
         return None
-    image = path.parent / file_path
-    for candidate in (image, image.with_name(image.name + ".png"), image.with_name(image.name + ".jpg")):
-        if candidate.is_file():
-            from PIL import Image
-
-            try:
-                with Image.open(candidate) as opened:
-                    return opened.size
-            except OSError:
-                raise InputError(candidate, "cannot read image to find the camera's image size") from None
-    return None
+    image = nerf.image_path(path.parent, file_path)
+    if not image.is_file():
+        return None
+    try:
+        with Image.open(image) as opened:
+            return opened.size
+    except OSError:
+        raise InputError(image, "cannot read image to find the camera's image size") from None
 
 
 def _check_shapes(path: Path, index: int, camera: Camera) -> None:
