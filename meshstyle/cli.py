@@ -99,24 +99,30 @@ def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bo
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from meshstyle.common.progress import log
-    from meshstyle.outputs.render import render_views, write_views, write_views_and_video
-    from meshstyle.outputs.run_folder import load_result
-    from meshstyle.views.trajectories import trajectory
+    # Every option is checked before the heavy imports (numba kernels, open3d): bad input exits at once.
+    from meshstyle.outputs.run_lock import check_writable_dir
 
     width, height = _parse_size(args.size)
     _check_render_options(args, width, height)
+    background = _parse_color(args.background)
+    if args.cameras not in ("trajectory", "orbit", "walkthrough") and not Path(args.cameras).is_file():
+        raise InputError(args.cameras, "--cameras is neither trajectory, orbit, walkthrough nor an existing file")
     out = Path(args.out) if args.out else _default_sibling(args.result, "render")
-    from meshstyle.outputs.run_lock import check_writable_dir
-
     if out.exists() and not out.is_dir():
         raise InputError(out, "--out exists and is not a folder")
     check_writable_dir(out, "render folder")
     if args.video:
         check_writable_dir(Path(args.video).parent, "video's folder")
+
+    import numpy as np
+
+    from meshstyle.common.progress import log
+    from meshstyle.outputs.run_folder import load_result
+
     loaded = load_result(args.result)
+    from meshstyle.outputs.render import render_views, write_views, write_views_and_video
+    from meshstyle.views.trajectories import trajectory
+
     kind = args.cameras
     if kind == "trajectory" and not loaded.cameras_from_photos:
         # Generated optimisation views are in random order; a spline through them is no fly-through.
@@ -126,7 +132,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                          frames=args.frames, width=width, height=height, fov_deg=args.fov,
                          rng=np.random.default_rng(args.seed))
     frames = render_views(loaded.mesh, cameras, shading=args.shading, supersample=args.supersample,
-                          background=_parse_color(args.background))
+                          background=background)
     if args.video:
         paths = write_views_and_video(frames, out, args.video, fps=args.fps)
         log(f"wrote {args.video} and {len(paths)} views to {out}/")
