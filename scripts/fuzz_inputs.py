@@ -252,9 +252,13 @@ def catalogue() -> list[Case]:
         {"file_path": "images/0.png", "transform_matrix": [[float("nan")] * 4] * 4}]}))
     scan("transforms.json no focal length", lambda d: nerf_folder(d, {"frames": [
         {"file_path": "images/0.png", "transform_matrix": np.eye(4).tolist()}]}))
-    scan("transforms.json outside its folder", lambda d: (pil_image(d / "elsewhere" / "0.png", "RGB", (9, 9, 9)),
-         nerf_folder(d, {"camera_angle_x": 1, "frames": [
-             {"file_path": "../elsewhere/0.png", "transform_matrix": np.eye(4).tolist()}]})))
+    # Allowed (datasets share image folders), with a warning (tests/test_attack_inputs.py checks it).
+    cases.append(Case("transforms.json outside its folder", "scan",
+                      lambda d: ["stylize", d / "scan", "--style", "circles", "--out", d / "out", *TINY],
+                      lambda d: (pil_image(d / "elsewhere" / "0.png", "RGB", (9, 9, 9)),
+                                 nerf_folder(d, {"camera_angle_x": 1, "frames": [
+                                     {"file_path": "../elsewhere/0.png", "transform_matrix": np.eye(4).tolist()}]})),
+                      may_succeed=True, check=exists("out/run.json")))
     scan("scannet without intrinsics", lambda d: (write(d / "scan" / "x_vh_clean_2.ply", box_bytes("ply")),
          pil_image(d / "scan" / "color" / "0.jpg", "RGB", (1, 2, 3)), write(d / "scan" / "pose" / "0.txt", "1 0 0 0\n" * 4)))
     scan("scannet garbage pose", lambda d: (write(d / "scan" / "x_vh_clean_2.ply", box_bytes("ply")),

@@ -118,6 +118,9 @@ def read_image(path: str | Path) -> np.ndarray:
     except MemoryError:
         raise InputError(path, "image too large to read") from None
     except Exception as exc:  # Pillow raises many types for foreign and corrupt files
+        if type(exc).__name__ == "UnidentifiedImageError":
+            raise InputError(path, "not an image in a known format (PNG, JPEG, BMP, GIF, TIFF, WebP), "
+                                   "or its header is damaged") from None
         raise InputError(path, f"cannot read image: {_first_line(exc)}") from None
     if pixels.ndim != 3 or pixels.shape[2] != 3 or min(pixels.shape[:2]) < 1:
         raise InputError(path, f"unsupported image shape {pixels.shape}")
