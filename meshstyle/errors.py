@@ -26,3 +26,8 @@ class Interrupted(KeyboardInterrupt):
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.step = step
         super().__init__(signum)
+
+
+class RankLost(MeshstyleError):
+    """Under torchrun: another process of the job died or stopped answering, so this one stops too
+    (the CLI exits 1 saying whether a checkpoint was left to resume from)."""

@@ -1,7 +1,6 @@
 """A stylization's result in memory, and the run folder it is saved as (docs/DESIGN.md "Run folder")."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,8 @@ from meshstyle.evaluate.metrics import METRICS, evaluate
 from meshstyle.inputs.meshes import guess_kind, load_mesh_file
 from meshstyle.stylize.photo_targets import photo_pixels
 from meshstyle.inputs.textured import read_textured
+from meshstyle.outputs.run_info import RunInfo, read_run_info
+from meshstyle.stylize.optimize import StepRecord
 from meshstyle.outputs.export import write_glb, write_obj
 from meshstyle.outputs.render import contact_sheet, render_views
 from meshstyle.views.cameras import orbit, walkthrough
@@ -35,7 +36,7 @@ class StylizeResult:
     style_image: np.ndarray         # (H,W,3) float32, as used for the style targets
     config: StylizeConfig
     scene: Scene
-    history: list[dict[str, float]] = field(default_factory=list)   # per step: step, loss, style, content, ...
+    history: list[StepRecord] = field(default_factory=list)         # the loss per step
     timings: dict[str, float] = field(default_factory=dict)         # seconds per stage
     info: dict[str, Any] = field(default_factory=dict)              # atlas figures, coverage, dropped views, ...
     checkpoint: dict[str, Any] | None = None                        # texture + optimiser state for --resume
@@ -49,7 +50,12 @@ class StylizeResult:
         return [view.camera for view in self.holdout_views]
 
     def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
-        """Write the run folder (docs/DESIGN.md); every file appears only complete."""
+        """Write the run folder (docs/DESIGN.md); every file appears only complete. Under torchrun
+        only rank 0 writes (every rank holds the same result), so one script serves both."""
+        from meshstyle.common.distributed import current
+
+        if not current().is_main:
+            return Path(out_dir)
         return save_run(self, out_dir, overwrite=overwrite)
 
 
@@ -93,26 +99,26 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
 
     timings = dict(result.timings)
     timings["save"] = round(time.perf_counter() - started, 3)
-    write_json(out / "run.json", {
-        "meshstyle": __version__,
-        "config": result.config.to_dict(),
-        "seed": result.config.seed,
-        "versions": _versions(),
-        "inputs": {
+    write_json(out / "run.json", RunInfo(
+        meshstyle=__version__,
+        config=result.config.to_dict(),
+        seed=result.config.seed,
+        versions=_versions(),
+        inputs={
             "scene": result.scene.source or result.scene.name,
             "scene_name": result.scene.name,
             "mesh_fingerprint": fingerprint(result.scene.vertices, result.scene.faces),
             "style_fingerprint": fingerprint(np.asarray(result.style_image, dtype=np.float32)),
         },
-        "scene": {"name": result.scene.name, "kind": result.scene.kind, "up": list(result.scene.up),
-                  "camera_source": "photos" if result.scene.photos else "generated"},
-        "timings": timings,
-        "history": result.history,
-        "info": result.info,
-        "metrics": {},
-        "cameras": [camera.to_dict() for camera in result.cameras],
-        "holdout": [camera.to_dict() for camera in result.holdout],
-    })
+        scene={"name": result.scene.name, "kind": result.scene.kind, "up": list(result.scene.up),
+               "camera_source": "photos" if result.scene.photos else "generated"},
+        timings=timings,
+        history=result.history,
+        info=result.info,
+        metrics={},
+        cameras=[camera.to_dict() for camera in result.cameras],
+        holdout=[camera.to_dict() for camera in result.holdout],
+    ).to_dict())
     return out
 
 
@@ -160,13 +166,13 @@ class LoadedResult:
     holdout: list[Camera]
     original: TexturedMesh | None    # initial texture on the same atlas, when known
     style_image: np.ndarray | None
-    run: dict[str, Any] | None       # run.json
+    run: RunInfo | None              # run.json
     folder: Path | None              # the run folder, where eval.json goes
 
     @property
     def cameras_from_photos(self) -> bool:
         """True when the run's cameras are a scan's capture path (worth replaying as a video)."""
-        return bool(self.cameras) and (self.run or {}).get("scene", {}).get("camera_source") == "photos"
+        return bool(self.cameras) and self.run is not None and self.run.scene.get("camera_source") == "photos"
 
 
 def load_result(path: str | Path) -> LoadedResult:
@@ -180,13 +186,13 @@ def load_result(path: str | Path) -> LoadedResult:
                                    "finish it with `meshstyle stylize ... --resume`")
         if mesh_file is None:
             raise InputError(path, "incomplete run: run.json but no stylized.glb or stylized.obj")
-        run = _read_run_json(path / "run.json")
+        run = read_run_info(path / "run.json")
         mesh = read_textured(mesh_file)
         original = None
         if (path / "initial_texture.png").is_file():
             original = TexturedMesh(mesh.vertices, mesh.faces, mesh.uv, read_image(path / "initial_texture.png"))
         style = read_image(path / "style.png") if (path / "style.png").is_file() else None
-        scene_info = (run or {}).get("scene", {})
+        scene_info = run.scene
         up = scene_info.get("up", (0, 0, 1))
         try:
             up = tuple(float(value) for value in up)
@@ -197,8 +203,8 @@ def load_result(path: str | Path) -> LoadedResult:
         scene = Scene(name=str(scene_info.get("name", path.name)), vertices=mesh.vertices, faces=mesh.faces,
                       kind=kind, up=up,
                       source=str(path))
-        cameras = _run_cameras(run, "cameras", path / "run.json")
-        holdout = _run_cameras(run, "holdout", path / "run.json")
+        cameras = _run_cameras(run.cameras, "cameras", path / "run.json")
+        holdout = _run_cameras(run.holdout, "holdout", path / "run.json")
         return LoadedResult(mesh, scene, cameras, holdout, original, style, run, path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
@@ -212,28 +218,11 @@ def load_result(path: str | Path) -> LoadedResult:
     return LoadedResult(mesh, scene, [], [], None, None, None, None)
 
 
-def _read_run_json(path: Path) -> dict[str, Any]:
-    try:
-        run = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"invalid JSON: {exc}") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot read ({exc.strerror})") from None
-    if not isinstance(run, dict):
-        raise InputError(path, "expected a JSON object")
-    for key in ("cameras", "holdout"):
-        if not isinstance(run.get(key, []), list):
-            raise InputError(path, f"'{key}' must be a list of cameras")
-    if not isinstance(run.get("scene", {}), dict):
-        raise InputError(path, "'scene' must be an object")
-    return run
-
-
-def _run_cameras(run: dict[str, Any], key: str, path: Path) -> list[Camera]:
+def _run_cameras(items: list, key: str, path: Path) -> list[Camera]:
     """The run's cameras, each checked: a hand-edited or damaged run.json fails here with exit 2
     instead of deep inside a renderer."""
     cameras = []
-    for index, item in enumerate(run.get(key, [])):
+    for index, item in enumerate(items or []):
         try:
             camera = Camera.from_dict(item)
             K = np.asarray(camera.K, dtype=np.float64)
@@ -279,6 +268,6 @@ def evaluate_run(path: str | Path, metrics: list[str] | None = None) -> dict[str
     if loaded.folder is not None:
         write_json(loaded.folder / "eval.json", report)
         if loaded.run is not None:
-            loaded.run["metrics"] = report
-            write_json(loaded.folder / "run.json", loaded.run)
+            loaded.run.metrics = report
+            write_json(loaded.folder / "run.json", loaded.run.to_dict())
     return report
