@@ -9,17 +9,21 @@ modules in the package: `meshstyle --version` and `--help` must not pay seconds 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
-from typing import Callable, Sequence, get_args
+from typing import Callable, Iterator, Sequence, get_args
 
 from meshstyle import __version__
 from meshstyle.config import ObjFrame
-from meshstyle.errors import InputError, MeshstyleError, RankLost
+from meshstyle.errors import InputError, Interrupted, MeshstyleError, RankLost
 
-EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,10 +79,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.seed is not None:
         config.seed = args.seed
     out = Path(args.out)
-    _check_out_dir(out, resume=False, overwrite=args.overwrite)
-    style = _style_spec(args.style)
-    return _run_stylize(scenes.demo_room(), style, config, out, resume=False, overwrite=args.overwrite,
-                        evaluate=False)
+    with _owned_out_dir(out, resume=False, overwrite=args.overwrite, config=config):
+        style = _style_spec(args.style)
+        return _run_stylize(scenes.demo_room(), style, config, out, resume=False, overwrite=args.overwrite,
+                            evaluate=False)
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
@@ -103,17 +107,19 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     def check_and_load():
         # Rank 0 alone reads the inputs and owns the run folder; its verdict reaches every rank.
         _check_scene_arg(args.scene)
-        _check_out_dir(out, resume=args.resume, overwrite=args.overwrite)
         for one in args.style:
             _style_spec(one)
         return load_scene(args.scene, config.scene)
 
-    scene = distributed.run_on_main(world, check_and_load, share_result=False)
-    style = args.style[0] if len(args.style) == 1 else list(args.style)
-    return _run_stylize(scene, style, config, out, resume=args.resume,
-                        overwrite=args.overwrite or args.resume, evaluate=args.eval,
-                        snapshot_every=args.snapshot_every,
-                        view=(args.view_host, args.view_port) if args.view else None)
+    owned = (_owned_out_dir(out, resume=args.resume, overwrite=args.overwrite, config=config)
+             if world.is_main else contextlib.nullcontext())
+    with owned:
+        scene = distributed.run_on_main(world, check_and_load, share_result=False)
+        style = args.style[0] if len(args.style) == 1 else list(args.style)
+        return _run_stylize(scene, style, config, out, resume=args.resume,
+                            overwrite=args.overwrite or args.resume, evaluate=args.eval,
+                            snapshot_every=args.snapshot_every,
+                            view=(args.view_host, args.view_port) if args.view else None)
 
 
 def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bool, evaluate: bool,
@@ -167,16 +173,31 @@ def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bo
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    # Every option is checked before the heavy imports (numba kernels, open3d): bad input exits at once.
+    from meshstyle.outputs.run_lock import check_writable_dir
+
+    width, height = _parse_size(args.size)
+    _check_render_options(args, width, height)
+    background = _parse_color(args.background)
+    if args.cameras not in ("trajectory", "orbit", "walkthrough") and not Path(args.cameras).is_file():
+        raise InputError(args.cameras, "--cameras is neither trajectory, orbit, walkthrough nor an existing file")
+    out = Path(args.out) if args.out else _default_sibling(args.result, "render")
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "--out exists and is not a folder")
+    check_writable_dir(out, "render folder")
+    if args.video:
+        check_writable_dir(Path(args.video).parent, "video's folder")
+
     import numpy as np
 
     from meshstyle.common.progress import log
-    from meshstyle.outputs.render import render_views, write_views, write_views_and_video
     from meshstyle.outputs.run_folder import load_result
     from meshstyle.outputs.run_files import remove_stale_frames
+
+    loaded = load_result(args.result)
+    from meshstyle.outputs.render import render_views, write_views, write_views_and_video
     from meshstyle.views.trajectories import trajectory
 
-    width, height = _parse_size(args.size)
-    loaded = load_result(args.result)
     kind = args.cameras
     if kind == "trajectory" and not loaded.cameras_from_photos:
         # Generated optimisation views are in random order; a spline through them is no fly-through.
@@ -185,9 +206,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     cameras = trajectory(kind, mesh=loaded.scene, run_cameras=loaded.cameras or None,
                          frames=args.frames, width=width, height=height, fov_deg=args.fov,
                          rng=np.random.default_rng(args.seed))
-    out = Path(args.out) if args.out else _default_sibling(args.result, "render")
     frames = render_views(loaded.mesh, cameras, shading=args.shading, supersample=args.supersample,
-                          background=_parse_color(args.background))
+                          background=background)
     if args.video:
         paths = write_views_and_video(frames, out, args.video, fps=args.fps)
         log(f"wrote {args.video} and {len(paths)} views to {out}/")
@@ -202,6 +222,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from meshstyle.common.progress import log
 
+    from meshstyle.outputs.run_lock import check_writable_dir
+
     if args.format is None and args.cameras is None:
         raise InputError("export", "nothing to export: give --format glb|obj and/or --cameras FILE.json")
     result = Path(args.result)
@@ -213,6 +235,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise InputError(out, f"--out must end in .{args.format} for --format {args.format}")
         targets = [out] if args.format == "glb" else [out, out.with_suffix(".mtl")]
         _refuse_existing(targets, args.overwrite)
+        check_writable_dir(out.parent, "export folder")
         _export_mesh(result, args.format, out, obj_frame=args.obj_frame, reunwrap=args.reunwrap,
                      overwrite=args.overwrite)
         log(f"wrote {out}")
@@ -221,6 +244,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         target = Path(args.cameras)
         _refuse_existing([target], args.overwrite)
+        check_writable_dir(target.parent, "camera file's folder")
         count = write_run_cameras(result, target, form=args.camera_format)
         log(f"wrote {count} cameras to {target}")
     return EXIT_OK
@@ -372,6 +396,29 @@ def _style_spec(style: str) -> str:
     return style
 
 
+@contextlib.contextmanager
+def _owned_out_dir(out: Path, *, resume: bool, overwrite: bool, config) -> Iterator[None]:
+    """Before any work: the run folder is writable, has room, is ours alone (lock), and holds what
+    the flags expect. The lock is held until the command ends, on every exit path."""
+    from meshstyle.outputs.run_lock import check_free_space, check_writable_dir, owned_run_folder
+
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "output path exists and is not a folder")
+    check_writable_dir(out, "output folder")
+    check_free_space(out, _run_bytes(config))
+    with owned_run_folder(out):
+        _check_out_dir(out, resume=resume, overwrite=overwrite)
+        yield
+
+
+def _run_bytes(config) -> int:
+    """A generous estimate of a run folder's size: the checkpoint (texture layers with Adam's two
+    moments, a third more for the Laplacian layers), the PNGs, GLB and OBJ, and the views."""
+    side = config.texture.size or 2048
+    texels = side * side
+    return int(texels * 3 * 4 * 3 * 4 / 3 + texels * 3 * 4 + 8 * 2**20)
+
+
 def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(out, "output path exists and is not a folder")
@@ -398,6 +445,31 @@ def _check_device(device: str) -> None:
 
         if not torch.cuda.is_available():
             raise InputError("--device", "CUDA is not available on this machine; use --device cpu")
+
+
+# Render limits: a frame of MAX_RENDER_PIXELS supersampled stays within a few GB of buffers.
+MAX_RENDER_PIXELS = 4096 * 4096
+MAX_SUPERSAMPLE = 8
+
+
+def _check_render_options(args: argparse.Namespace, width: int, height: int) -> None:
+    """Every render option checked before the result is read (exit 2 naming the option)."""
+    import math
+
+    if args.fov is not None and not (math.isfinite(args.fov) and 1.0 <= args.fov <= 170.0):
+        raise InputError("--fov", f"{args.fov} is out of range (1..170 degrees)")
+    if not 1 <= args.fps <= 240:
+        raise InputError("--fps", f"{args.fps} is out of range (1..240)")
+    if not 1 <= args.supersample <= MAX_SUPERSAMPLE:
+        raise InputError("--supersample", f"{args.supersample} is out of range (1..{MAX_SUPERSAMPLE})")
+    if not 1 <= args.frames <= 100_000:
+        raise InputError("--frames", f"{args.frames} is out of range (1..100000)")
+    if width * height * args.supersample ** 2 > MAX_RENDER_PIXELS:
+        raise InputError("--size", f"{width}x{height} x supersample {args.supersample} is "
+                                   f"{width * height * args.supersample ** 2 / 1e6:.0f} Mpixel per frame; "
+                                   f"the limit is {MAX_RENDER_PIXELS / 1e6:.0f} Mpixel")
+    if args.video and Path(args.video).suffix.lower() != ".mp4":
+        raise InputError(args.video, "--video must name an .mp4 file")
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -574,6 +646,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     provenance.invocation = ["meshstyle", *(sys.argv[1:] if argv is None else argv)]
     parser = build_parser()
+    if not os.environ.get("MESHSTYLE_DEBUG"):
+        # numpy's overflow/invalid-value warnings on absurd input are noise beside our one-line
+        # error (the input is checked and reported by name); MESHSTYLE_DEBUG=1 shows them.
+        import warnings
+
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+    previous_term = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "handler", None):
@@ -588,18 +669,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MeshstyleError as error:   # InputError and its kin: one line naming the file, exit 2
         _report(error)
         return EXIT_INPUT
-    except KeyboardInterrupt:
-        if _is_main_rank():
-            print("meshstyle: interrupted (checkpoint written; continue with --resume)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupted:
+        if not _is_main_rank():
+            return EXIT_INTERRUPTED
+        return _report_interrupt(interrupted)
+    except OSError as error:
+        from meshstyle.outputs.run_lock import is_disk_full
+
+        if not is_disk_full(error) and error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return _internal_error(error)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"meshstyle: {where}{error.strerror or error}; nothing was completed "
+              "(a run folder without run.json is incomplete)", file=sys.stderr)
+        return EXIT_INPUT
     except Exception as error:  # the last line of defence: one line, traceback only on request
-        if os.environ.get("MESHSTYLE_DEBUG"):
-            traceback.print_exc()
-        print(f"meshstyle: internal error: {type(error).__name__}: {error} (set MESHSTYLE_DEBUG=1 for a traceback)",
-              file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal_error(error)
     finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous_term)
         if "torch.distributed" in sys.modules:
             from meshstyle.common.distributed import shutdown
 
             shutdown()
+
+
+def _internal_error(error: BaseException) -> int:
+    if os.environ.get("MESHSTYLE_DEBUG"):
+        traceback.print_exc()
+    print(f"meshstyle: internal error: {type(error).__name__}: {error} (set MESHSTYLE_DEBUG=1 for a traceback)",
+          file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    """SIGTERM outside the optimiser loop: unwind like Ctrl-C, so locks and temporary files are
+    cleaned up on the way out (the default action would kill the process on the spot)."""
+    raise Interrupted(signum)
+
+
+def _report_interrupt(interrupted: KeyboardInterrupt) -> int:
+    """One honest line: a checkpoint is claimed only when one was written."""
+    signum = getattr(interrupted, "signum", signal.SIGINT)
+    name = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    checkpoint = getattr(interrupted, "checkpoint", None)
+    if checkpoint is not None:
+        step = getattr(interrupted, "step", None)
+        at = f" at step {step}" if step is not None else ""
+        message = f"{name}{at}; checkpoint written to {checkpoint} (continue with --resume)"
+    else:
+        message = f"{name} before any checkpoint was written; nothing to resume"
+    print(f"meshstyle: {message}", file=sys.stderr)
+    return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED

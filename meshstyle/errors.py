@@ -17,6 +17,17 @@ class InputError(MeshstyleError):
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM (schedulers, `timeout`): the CLI exits 130 or 143 and says
+    whether a checkpoint was written (`checkpoint` is its path, or None when none exists)."""
+
+    def __init__(self, signum: int, checkpoint: str | Path | None = None, step: int | None = None):
+        self.signum = signum
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        self.step = step
+        super().__init__(signum)
+
+
 class RankLost(MeshstyleError):
     """Under torchrun: another process of the job died or stopped answering, so this one stops too
     (the CLI exits 1 saying whether a checkpoint was left to resume from)."""

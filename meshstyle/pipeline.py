@@ -18,6 +18,8 @@ import torch
 
 from meshstyle.atlas.seams import SeamFill, fill_seams_numpy, seam_fill_for
 from meshstyle.atlas.unwrap import Atlas, atlas_info, bake_texture, fill_gutter, make_atlas
+from meshstyle.atlas.unwrap import _measured as _measured_atlas
+from meshstyle.common.cache import fingerprint
 from meshstyle.views.cameras import for_scene, view_coverage
 from meshstyle.views.coverage import TexelPoints, propagate_paint, seen_mask, select_for_coverage, texel_points
 from meshstyle.common import distributed
@@ -78,6 +80,7 @@ class Prepared:
     seen: np.ndarray | None = None    # (T,) which of them a training view sees
 
     style_images: list[np.ndarray] = field(default_factory=list)   # every blended style, as used
+    fingerprints: dict[str, str] = field(default_factory=dict)   # see input_fingerprints
 
     @property
     def initial_tensor(self) -> torch.Tensor:
@@ -100,7 +103,14 @@ def stylize(scene: Scene | None, style: str | Path | np.ndarray, config: Stylize
     if resume and checkpoint_path is None:
         raise InputError(None, "resume needs the run folder (out_dir) that holds checkpoint.pt")
     resume_state = distributed.run_on_main(world, lambda: load_checkpoint(checkpoint_path)) if resume else None
-    prepared, scene = prepare_shared(world, scene, style, config)
+    stored_atlas = None
+    if resume_state is not None and world.is_main:
+        # Refuse a changed mesh, style or loss before any work; the cameras once they are known.
+        check_fingerprints(resume_state, input_fingerprints(scene, style, config), checkpoint_path)
+        stored_atlas = checkpoint_atlas(resume_state, scene, checkpoint_path)
+    prepared, scene = prepare_shared(world, scene, style, config, atlas=stored_atlas)
+    if resume_state is not None and world.is_main:
+        check_fingerprints(resume_state, prepared.fingerprints, checkpoint_path)
     timings = prepared.timings
     device = torch.device(config.device)
     optim = distributed.scale_schedule(config.optim, world.size)
@@ -110,7 +120,8 @@ def stylize(scene: Scene | None, style: str | Path | np.ndarray, config: Stylize
         texture = LaplacianTexture(prepared.initial_tensor.to(device), config.texture.pyramid_levels)
         outcome = optimize(texture, prepared.views, prepared.objective, optim, config.seed,
                            checkpoint_path=checkpoint_path if world.is_main else None, resume=resume_state,
-                           world=world, on_step=step_hook(observers, lambda: texture_pixels(texture)))
+                           world=world, on_step=step_hook(observers, lambda: texture_pixels(texture)),
+                           checkpoint_extra=checkpoint_extra(prepared))
     info = dict(prepared.info)
     final, info["painted"] = finish_texture(outcome.texture.permute(1, 2, 0).cpu().numpy(), prepared)
     final_tensor = torch.from_numpy(final).permute(2, 0, 1).contiguous().to(device)
@@ -160,16 +171,16 @@ def texture_pixels(texture: LaplacianTexture) -> np.ndarray:
 
 
 def prepare_shared(world: distributed.World, scene: Scene | None, style: str | Path | np.ndarray,
-                   config: StylizeConfig) -> tuple[Prepared, Scene]:
+                   config: StylizeConfig, atlas: Atlas | None = None) -> tuple[Prepared, Scene]:
     """`prepare` on rank 0, broadcast to the other ranks (distributed.py says why not the disk
     cache); each rank builds its own VGG. Returns what the rank needs: the prepared run and the
     scene's geometry (its photos stay on rank 0, whose content crops travel in the views)."""
     if not world.enabled:
-        return prepare(scene, style, config), scene
+        return prepare(scene, style, config, atlas=atlas), scene
     made: dict[str, Prepared] = {}
 
     def build() -> None:
-        made["prepared"] = prepare(scene, style, config)
+        made["prepared"] = prepare(scene, style, config, atlas=atlas)
 
     distributed.run_on_main(world, build, share_result=False)   # an input error stops every rank
     if world.is_main:
@@ -185,8 +196,11 @@ def prepare_shared(world: distributed.World, scene: Scene | None, style: str | P
     return prepared, geometry
 
 
-def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig) -> Prepared:
-    """Atlas, cameras, view pyramids, style targets and per-view patches: all but the optimisation."""
+def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
+            atlas: Atlas | None = None) -> Prepared:
+    """Atlas, cameras, view pyramids, style targets and per-view patches: all but the optimisation.
+
+    `atlas`: the one a resumed run used (kept in its checkpoint), instead of unwrapping again."""
     config.validate()
     configure_torch(config)
     device = torch.device(config.device)
@@ -194,7 +208,10 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
     timings: dict[str, float] = {}
     with stage("atlas", timings):
         size = config.texture.size or default_texture_size(scene, config.texture.texels_per_metre)
-        atlas = make_atlas(scene, size, config.scene)
+        if atlas is None or atlas.size != size:
+            if atlas is not None:
+                raise InputError("texture.size", f"is {size}, but the run being resumed used {atlas.size}")
+            atlas = make_atlas(scene, size, config.scene)
         seams = seam_fill_for(scene.vertices, scene.faces, atlas.uv, size)
         # The mesh's own colours continue across the seams too, so the content target has no seams.
         initial = np.ascontiguousarray(fill_seams_numpy(bake_texture(scene, atlas, size), seams), dtype=np.float32)
@@ -275,11 +292,16 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         "patch_pixels_per_view": sum(p.pixels for p in patches) / len(views),
         "level_pixels": {str(k): sum(p.pixels for p in patches if p.level == k) for k in range(len(heights))},
     }
+    fingerprints = dict(input_fingerprints(scene, style, config),
+                        atlas=fingerprint(atlas.uv, atlas.size),
+                        cameras=fingerprint([(v.camera.K, v.camera.cam_to_world, v.camera.width, v.camera.height)
+                                             for v in train], heights))
     return Prepared(atlas=atlas, initial=initial, train=train, holdout=holdout, views=views,
                     holdout_views=holdout_views, objective=objective,
                     style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings,
                     seams=seams, texels=texels, seen=seen,
-                    style_images=[image.permute(1, 2, 0).cpu().numpy() for image in style_images])
+                    style_images=[image.permute(1, 2, 0).cpu().numpy() for image in style_images],
+                    fingerprints=fingerprints)
 
 
 MAX_STYLE_SIDE = 2048   # VGG memory and time grow with the style image's area
@@ -360,6 +382,63 @@ def paint_unseen(texture: np.ndarray, texels: TexelPoints, seen: np.ndarray, sea
     if seams is not None:
         filled[seams.gutter] = True
     return fill_gutter(texture, filled.reshape(size, size), 0).clip(0.0, 1.0)
+
+
+# --- what a checkpoint remembers of its run, so that --resume continues the same optimisation ----
+
+# What each fingerprint covers, for the message when a resume is refused.
+FINGERPRINT_MEANING = {
+    "mesh": "the scene's mesh", "style": "the style image", "loss": "the loss/texture/optimiser config",
+    "atlas": "the UV atlas", "cameras": "the training cameras or raster sizes",
+}
+# Optimiser keys that may differ on resume: more iterations extend a run; the rest is bookkeeping.
+RESUMABLE_OPTIM_KEYS = ("iters", "checkpoint_every_s")
+
+
+def input_fingerprints(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig) -> dict[str, str]:
+    """Digests of what a resumed run must share with the checkpoint, known before any stage runs."""
+    optim = {key: value for key, value in dataclasses.asdict(config.optim).items() if key not in RESUMABLE_OPTIM_KEYS}
+    return {
+        "mesh": fingerprint(np.asarray(scene.vertices, dtype=np.float64), np.asarray(scene.faces, dtype=np.int64)),
+        "style": fingerprint(*[style_pixels(one, config.loss.style_size)
+                               for one in (style if isinstance(style, (list, tuple)) else [style])]),
+        "loss": fingerprint(dataclasses.asdict(config.loss), dataclasses.asdict(config.texture), optim,
+                            config.cameras.kind, config.cameras.min_coverage, config.device),
+    }
+
+
+def check_fingerprints(checkpoint: dict[str, Any], current: dict[str, str], source: Path | None) -> None:
+    """Exit-2 error naming what changed since the checkpoint was written."""
+    stored = checkpoint.get("fingerprints")
+    where = source if source is not None else "checkpoint"
+    if not isinstance(stored, dict):
+        raise InputError(where, "has no input fingerprints (written by an older meshstyle); start over with --overwrite")
+    changed = [FINGERPRINT_MEANING.get(key, key) for key, value in current.items() if stored.get(key) != value]
+    if changed:
+        raise InputError(where, f"cannot resume: {', '.join(changed)} changed since this checkpoint was written "
+                                "(resume with the same inputs and config, or start over with --overwrite)")
+
+
+def checkpoint_extra(prepared: Prepared) -> dict[str, Any]:
+    """Stored in every checkpoint: fingerprints, and the atlas itself, so that a resume never
+    depends on the cache (uvatlas gives a different atlas on every fresh unwrap)."""
+    atlas = prepared.atlas
+    return {"fingerprints": dict(prepared.fingerprints),
+            "atlas": {"uv": torch.from_numpy(np.ascontiguousarray(atlas.uv, dtype=np.float32)),
+                      "size": int(atlas.size), "method": str(atlas.method)}}
+
+
+def checkpoint_atlas(checkpoint: dict[str, Any], scene: Scene, source: Path | None) -> Atlas:
+    """The atlas a checkpointed run optimised on, checked against the scene."""
+    where = source if source is not None else "checkpoint"
+    stored = checkpoint.get("atlas")
+    if not isinstance(stored, dict) or not isinstance(stored.get("uv"), torch.Tensor):
+        raise InputError(where, "holds no atlas (written by an older meshstyle); start over with --overwrite")
+    uv = stored["uv"].numpy().astype(np.float32)
+    size = stored.get("size")
+    if uv.shape != (len(scene.faces), 3, 2) or not np.isfinite(uv).all() or not isinstance(size, int) or size < 1:
+        raise InputError(where, "its atlas does not fit the scene's mesh")
+    return _measured_atlas(scene, uv, size, str(stored.get("method", "kept")), time.perf_counter())
 
 
 def style_pixels(style: str | Path | np.ndarray, size: int) -> np.ndarray:

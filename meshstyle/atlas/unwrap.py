@@ -9,6 +9,7 @@ fragmented scans, so a crash or a time-out falls back to projected charts instea
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -25,7 +26,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from meshstyle.atlas.charts import MIN_CHART_SIDE_TEXELS, chart_fragmentation
-from meshstyle.common.cache import budget_mb, cache_dir, fingerprint, prune, touch
+from meshstyle.common.cache import budget_mb, cache_failed, fingerprint, prune, touch, usable_cache_dir
 from meshstyle.config import SceneConfig
 from meshstyle.common.io import atomic_path
 from meshstyle.common.progress import log, progress, warn
@@ -80,7 +81,7 @@ def make_atlas(scene: Scene, size: int, config: SceneConfig | None = None) -> At
             return _measured(scene, kept_uv, size, "kept", started)
 
     cache_file = atlas_cache_file(scene, size)
-    cached = _read_cached(cache_file)
+    cached = _read_cached(cache_file, len(scene.faces), size) if cache_file is not None else None
     if cached is not None:
         touch(cache_file)
         cached.seconds = time.perf_counter() - started
@@ -88,8 +89,9 @@ def make_atlas(scene: Scene, size: int, config: SceneConfig | None = None) -> At
 
     uv, method = unwrap(scene.vertices, scene.faces, size)
     atlas = _measured(scene, uv, size, method, started)
-    _write_cached(cache_file, atlas)
-    prune(cache_file.parent, budget_mb("atlas"))
+    if cache_file is not None:
+        _write_cached(cache_file, atlas)
+        prune(cache_file.parent, budget_mb("atlas"))
     log(f"atlas: {atlas.method}, {atlas.charts} charts, {atlas.utilisation:.0%} of {size}^2 texels used, "
         f"{atlas.texels_per_metre:.0f} texels/m, {atlas.seconds:.1f} s")
     return atlas
@@ -105,18 +107,19 @@ def _too_fragmented(uv: np.ndarray, size: int) -> bool:
     return fragmented
 
 
-def atlas_cache_file(scene: Scene, size: int) -> Path:
-    """Where an unwrapped atlas of this geometry at this size is cached."""
+def atlas_cache_file(scene: Scene, size: int) -> Path | None:
+    """Where an unwrapped atlas of this geometry at this size is cached (None: no usable cache)."""
     key = fingerprint("atlas", ATLAS_VERSION, scene.vertices, scene.faces, size, GUTTER_TEXELS,
                       MAX_STRETCH, FACES_PER_PARTITION)
-    return cache_dir("atlas") / f"{key}.npz"
+    folder = usable_cache_dir("atlas")
+    return folder / f"{key}.npz" if folder is not None else None
 
 
 def remember_atlas(scene: Scene, size: int, atlas: Atlas) -> None:
     """Put an atlas made elsewhere (another rank of a batch) into this machine's cache, unless one
     is there already: uvatlas is not deterministic, so the first atlas of a scene must stay the one."""
     cache_file = atlas_cache_file(scene, size)
-    if atlas.method != "kept" and not cache_file.is_file():
+    if cache_file is not None and atlas.method != "kept" and not cache_file.is_file():
         _write_cached(cache_file, atlas)
 
 
@@ -249,7 +252,12 @@ def _uvatlas_in_child(vertices: np.ndarray, faces: np.ndarray, size: int) -> np.
         with open(errors, "w") as error_stream:
             child = subprocess.Popen([sys.executable, "-m", "meshstyle.atlas.unwrap", str(request), str(answer)],
                                      stdout=subprocess.DEVNULL, stderr=error_stream)
-            _wait_with_progress(child, f"uvatlas, {len(faces)} faces")
+            try:
+                _wait_with_progress(child, f"uvatlas, {len(faces)} faces")
+            except BaseException:  # Ctrl-C / SIGTERM: no orphaned unwrapper left running
+                child.kill()
+                child.wait()
+                raise
         if child.returncode != 0 or not answer.exists():
             raise _UvatlasFailed(_failure_reason(errors.read_text(errors="replace"), child.returncode))
         uv = np.load(answer)
@@ -458,18 +466,32 @@ def _overlap_share(uv: np.ndarray, size: int) -> float:
     return 1.0 - np.count_nonzero(claims) / hits if hits else 0.0
 
 
-def _read_cached(path: Path) -> Atlas | None:
+def _read_cached(path: Path, faces: int, size: int) -> Atlas | None:
+    """The cached atlas, checked against the mesh it is for: a damaged or foreign entry (wrong
+    face count, coordinates outside [0,1] or not finite) is removed and recomputed, never used."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
             fields = {name: stored[name] for name in stored.files}
-        return Atlas(uv=fields["uv"].astype(np.float32), size=int(fields["size"]), charts=int(fields["charts"]),
-                     utilisation=float(fields["utilisation"]), texels_per_metre=float(fields["texels_per_metre"]),
-                     method=str(fields["method"]), seconds=0.0, cached=True)
+        atlas = Atlas(uv=fields["uv"].astype(np.float32), size=int(fields["size"]), charts=int(fields["charts"]),
+                      utilisation=float(fields["utilisation"]), texels_per_metre=float(fields["texels_per_metre"]),
+                      method=str(fields["method"]), seconds=0.0, cached=True)
+        problem = None
+        if atlas.uv.shape != (faces, 3, 2):
+            problem = f"{atlas.uv.shape[0] if atlas.uv.ndim else 0} faces instead of {faces}"
+        elif atlas.size != size:
+            problem = f"size {atlas.size} instead of {size}"
+        elif not np.isfinite(atlas.uv).all() or atlas.uv.min(initial=0) < -1e-4 or atlas.uv.max(initial=0) > 1 + 1e-4:
+            problem = "coordinates outside [0,1]"
+        if problem is None:
+            return atlas
     except Exception as exc:  # a damaged cache entry is recomputed, never trusted
-        warn(f"ignoring unreadable atlas cache entry {path.name} ({type(exc).__name__})")
-        return None
+        problem = f"unreadable: {type(exc).__name__}"
+    warn(f"ignoring a bad atlas cache entry {path.name} ({problem})")
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return None
 
 
 def _write_cached(path: Path, atlas: Atlas) -> None:
@@ -478,8 +500,8 @@ def _write_cached(path: Path, atlas: Atlas) -> None:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **fields)
-    except OSError as exc:  # a read-only cache only costs time
-        warn(f"could not cache the atlas ({exc})")
+    except OSError as exc:  # a read-only or full cache only costs time
+        cache_failed(exc)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -139,3 +139,42 @@ def _update(digest: "hashlib._Hash", part: Any) -> None:
             _update(digest, part[key])
     else:
         digest.update(f"{type(part).__name__}:{part!r}".encode())
+
+
+# --- a cache that cannot be written is no reason to fail a run ----------------------------------
+
+_unusable: dict[str, str] = {}     # cache root -> why it is unusable (one warning per root)
+
+
+def usable_cache_dir(kind: str, override: str | Path | None = None) -> Path | None:
+    """`cache_dir(kind)` when it can be created and written, else None (the run goes on without a
+    cache: a read-only or full cache costs time, never the run), warning once."""
+    root = str(Path(override) if override else cache_root())
+    if root in _unusable:
+        return None
+    try:
+        path = cache_dir(kind, override)
+        probe = path / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        cache_failed(exc, root)
+        return None
+    return path
+
+
+def cache_failed(exc: OSError, root: str | Path | None = None) -> None:
+    """A cache read or write failed for a reason that will repeat (read-only, full, a file in the
+    way): stop using that cache root for this process, with one warning."""
+    from meshstyle.common.progress import warn
+
+    root = str(root) if root is not None else str(cache_root())
+    if root in _unusable:
+        return
+    _unusable[root] = exc.strerror or type(exc).__name__
+    warn(f"cache {root} is not usable ({_unusable[root]}); continuing without a cache")
+
+
+def cache_usable(override: str | Path | None = None) -> bool:
+    root = str(Path(override) if override else cache_root())
+    return root not in _unusable

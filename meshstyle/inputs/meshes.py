@@ -55,6 +55,7 @@ def load_mesh_file(path: str | Path) -> Scene:
     if suffix not in MESH_SUFFIXES:
         raise InputError(path, f"unknown mesh format '{suffix or path.name}' (expected one of {', '.join(MESH_SUFFIXES)})")
 
+    check_mesh_content(path)
     for texture_name in missing_texture_files(path):
         warn(f"{path}: texture '{texture_name}' not found; using the mesh's colours instead")
     parts = _read_parts(path)
@@ -64,6 +65,94 @@ def load_mesh_file(path: str | Path) -> Scene:
                   source=str(path), up_source=f"{suffix} convention")
     scene.kind = guess_kind(vertices, faces)
     return scene
+
+
+# Leading bytes of each mesh format, for telling a misnamed file by its content.
+_MAGIC = ((b"ply\n", ".ply"), (b"ply\r\n", ".ply"), (b"glTF", ".glb"), (b"OFF", ".off"), (b"solid", ".stl"),
+          (b"PK\x03\x04", "a zip archive"), (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"))
+
+
+def check_mesh_content(path: Path) -> None:
+    """Exit-2 errors for a file whose content is not what its name says (a PLY named .obj), an
+    empty file, or a truncated OBJ; before trimesh, which reads all of these without complaint
+    or with a message about the wrong thing."""
+    suffix = path.suffix.lower()
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror})") from None
+    if not head.strip():
+        raise InputError(path, "is empty")
+    for magic, kind in _MAGIC:
+        if not head.startswith(magic) or kind == suffix or kind == ".stl":
+            continue  # ("solid" also starts plenty of text files: it only names ASCII STL by suffix)
+        if kind.startswith("."):
+            raise InputError(path, f"is a {kind[1:].upper()} file named {suffix}: its content is not "
+                                   f"{suffix[1:].upper()} (rename it to {path.stem}{kind})")
+        raise InputError(path, f"is {kind}, not a {suffix[1:].upper()} mesh")
+    if suffix == ".obj":
+        if b"\0" in head:
+            raise InputError(path, "is binary, not a text OBJ file")
+        check_obj_text(path)
+
+
+def check_obj_text(path: Path) -> None:
+    """A truncated or damaged OBJ: records cut short (a face with fewer than 3 corners, a vertex
+    with fewer than 3 numbers), numbers that do not parse, or faces naming vertices that do not
+    exist. trimesh drops such faces silently, and the result would be stylized without them."""
+    vertices = uvs = 0
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.split(b"#", 1)[0].strip()
+            if not line:
+                continue
+            keyword, _, rest = line.partition(b" ")
+            fields = rest.split()
+            if keyword == b"v":
+                if len(fields) < 3 or not _all_numbers(fields[:3]):
+                    raise InputError(path, f"line {number}: vertex needs 3 numbers{_truncation_hint(handle, raw)}")
+                vertices += 1
+            elif keyword == b"vt":
+                if not fields or not _all_numbers(fields[:2]):
+                    raise InputError(path, f"line {number}: bad texture coordinate{_truncation_hint(handle, raw)}")
+                uvs += 1
+            elif keyword == b"f":
+                if len(fields) < 3:
+                    raise InputError(path, f"line {number}: face with {len(fields)} corners{_truncation_hint(handle, raw)}")
+                for corner in fields:
+                    parts = corner.split(b"/")
+                    index = _obj_index(parts[0], vertices)
+                    if index is None:
+                        raise InputError(path, f"line {number}: face corner '{corner.decode(errors='replace')}' names "
+                                               f"no existing vertex (file has {vertices} so far){_truncation_hint(handle, raw)}")
+                    if len(parts) > 1 and parts[1] and _obj_index(parts[1], uvs) is None:
+                        raise InputError(path, f"line {number}: face corner '{corner.decode(errors='replace')}' names "
+                                               f"no existing texture coordinate")
+
+
+def _all_numbers(fields: list[bytes]) -> bool:
+    try:
+        [float(field) for field in fields]   # nan/inf parse: the mesh cleaner reports them by name
+    except ValueError:
+        return False
+    return True
+
+
+def _obj_index(text: bytes, count: int) -> int | None:
+    """0-based index of a 1-based (or negative, relative) OBJ reference, None when out of range."""
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    index = value - 1 if value > 0 else count + value
+    return index if value != 0 and 0 <= index < count else None
+
+
+def _truncation_hint(handle, raw: bytes) -> str:
+    """' (file truncated?)' when the bad record is the file's last line without a line end."""
+    at_end = not raw.endswith(b"\n") and not handle.read(1)
+    return " (the file ends mid-record: truncated?)" if at_end else ""
 
 
 def _read_parts(path: Path) -> list[_Part]:

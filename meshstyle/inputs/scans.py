@@ -210,7 +210,18 @@ def _read_nerf(folder: Path, json_path: Path) -> ScanListing:
         intrinsics = None if size is None else Intrinsics(K=nerf.intrinsics(fields, size, json_path), size=size)
         frames.append(ScanFrame(name=str(entry["file_path"]), color_path=color_path,
                                 pose=nerf.pose(entry.get("transform_matrix")), intrinsics=intrinsics))
+    _warn_outside(json_path, [frame.color_path for frame in frames])
     return ScanListing(layout="nerf", frames=_sorted(frames), up=None, kind=None)
+
+
+def _warn_outside(json_path: Path, paths: list[Path]) -> None:
+    """A downloaded transforms.json may name images anywhere ("../../home/..."): reading them is
+    allowed (some datasets share an image folder) but never silent."""
+    root = json_path.parent.resolve()
+    outside = [path for path in paths if not path.resolve().is_relative_to(root)]
+    if outside:
+        warn(f"{json_path}: {len(outside)} of {len(paths)} frames point outside its folder "
+             f"(first: {outside[0]})")
 
 
 # --------------------------------------------------------------------------- small file readers

@@ -19,6 +19,7 @@ within a size budget.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
@@ -26,8 +27,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from meshstyle.common.cache import budget_mb, prune, touch
-from meshstyle.common.cache import cache_dir as default_cache_dir
+from meshstyle.common.cache import budget_mb, cache_failed, prune, touch, usable_cache_dir
 from meshstyle.common.cache import fingerprint
 from meshstyle.geometry.camera import Camera
 from meshstyle.raster.fragments import Fragments, ViewSamples
@@ -69,7 +69,9 @@ class ViewRenderer:
         self.cache_misses = 0
         self._raster: Rasterizer | None = None
         self._mipmap: tuple[np.ndarray | torch.Tensor, PackedMipmap] | None = None
-        self._cache_dir = default_cache_dir("render", cache_dir) if cache else None
+        self._cache_root = cache_dir
+        self._cache_dir = usable_cache_dir("render", cache_dir) if cache else None
+        cache = self._cache_dir is not None
         self._mesh_key = (fingerprint(CACHE_FORMAT, raster.CACHE_FORMAT, np.asarray(mesh.vertices, dtype=np.float64),
                                       np.asarray(mesh.faces, dtype=np.int64), np.asarray(mesh.uv, dtype=np.float32))
                           if cache else "")
@@ -102,9 +104,13 @@ class ViewRenderer:
             cast = self._rasterizer().cast_cameras([cameras[index] for index in missing])
             for index, hits in zip(missing, cast):
                 found[index] = hits.face_id
-                if paths[index] is not None:
-                    with atomic_path(paths[index]) as tmp, open(tmp, "wb") as stream:
-                        np.save(stream, hits.face_id)
+                if paths[index] is not None and self._cache_dir is not None:
+                    try:
+                        with atomic_path(paths[index]) as tmp, open(tmp, "wb") as stream:
+                            np.save(stream, hits.face_id)
+                    except OSError as exc:  # read-only or full cache: render on without one
+                        cache_failed(exc, self._cache_root)
+                        self._cache_dir = None
         return found
 
     def render(self, cameras: Sequence[Camera], *, texture: np.ndarray | torch.Tensor | None = None,
@@ -135,6 +141,12 @@ class ViewRenderer:
         """Delete the least recently used cached views beyond the size budget (long videos add up)."""
         if self._cache_dir is None:
             return
+        try:
+            self._prune(budget_mb)
+        except OSError as exc:
+            cache_failed(exc, self._cache_root)
+
+    def _prune(self, budget_mb: float) -> None:
         for stale in self._cache_dir.glob("*.npz"):   # per-pixel samples of the older cache format
             stale.unlink(missing_ok=True)
         prune(self._cache_dir, CACHE_BUDGET_MB if budget_mb is None else budget_mb)
@@ -155,16 +167,17 @@ class ViewRenderer:
     def _cached(self, path: Path | None, camera: Camera) -> np.ndarray | None:
         """The cached face ids of one view, or None; a damaged or foreign entry is deleted and
         recomputed, never trusted."""
-        if path is None or not path.is_file():
+        if path is None or self._cache_dir is None or not path.is_file():
             return None
         try:
             faces = np.load(path, allow_pickle=False)
             valid = (faces.dtype == np.int32 and faces.shape == (camera.width * camera.height,)
-                     and (faces.size == 0 or int(faces.max()) < len(self.mesh.faces)))
+                     and (faces.size == 0 or (int(faces.max()) < len(self.mesh.faces) and int(faces.min()) >= -1)))
         except (OSError, ValueError, EOFError):
             valid = False
         if not valid:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
             return None
         touch(path)  # recently used entries survive pruning
         return faces

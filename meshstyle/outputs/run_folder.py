@@ -12,7 +12,6 @@ from meshstyle.common.cache import fingerprint
 from meshstyle.geometry.camera import Camera
 from meshstyle.config import StylizeConfig
 from meshstyle.errors import InputError
-from meshstyle.common.io import atomic_path
 from meshstyle.geometry.scene import Scene, TexturedMesh, View
 from meshstyle import __version__
 from meshstyle.common.io import read_image, write_image, write_json
@@ -21,7 +20,7 @@ from meshstyle.inputs.meshes import guess_kind, load_mesh_file
 from meshstyle.stylize.photo_targets import photo_pixels
 from meshstyle.inputs.textured import read_textured
 from meshstyle.outputs.run_info import RunInfo, read_run_info
-from meshstyle.stylize.optimize import StepRecord
+from meshstyle.stylize.optimize import StepRecord, save_checkpoint
 from meshstyle.outputs.export import write_glb, write_obj
 from meshstyle.outputs.render import contact_sheet, render_views
 from meshstyle.views.cameras import orbit, walkthrough
@@ -85,6 +84,9 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
         clear_run_folder(out, keep=("checkpoint.pt", "snapshots/*"))
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    # run.json is written last and marks the folder complete: take the old one away first, so a
+    # save that fails halfway (full disk, Ctrl-C) leaves a folder that reads as incomplete.
+    (out / "run.json").unlink(missing_ok=True)
 
     scene = result.scene
     to_output = scene_to_output(scene)
@@ -116,10 +118,7 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
     written.append("contact_sheet.png")
 
     if result.checkpoint is not None:
-        import torch
-
-        with atomic_path(out / "checkpoint.pt") as tmp:
-            torch.save(result.checkpoint, tmp)
+        save_checkpoint(out / "checkpoint.pt", result.checkpoint)
         written.append("checkpoint.pt")
 
     timings = dict(result.timings)
@@ -214,20 +213,26 @@ def load_result(path: str | Path) -> LoadedResult:
     path = Path(path)
     if path.is_dir():
         mesh_file = next((path / name for name in ("stylized.glb", "stylized.obj") if (path / name).is_file()), None)
+        if not (path / "run.json").is_file():
+            if mesh_file is None and not (path / "checkpoint.pt").is_file():
+                raise InputError(path, "not a run folder: no run.json, stylized.glb or stylized.obj")
+            raise InputError(path, "incomplete run (no run.json: interrupted or failed while writing); "
+                                   "finish it with `meshstyle stylize ... --resume`")
         if mesh_file is None:
-            raise InputError(path, "not a run folder: no stylized.glb or stylized.obj")
-        run = read_run_info(path / "run.json") if (path / "run.json").is_file() else None
+            raise InputError(path, "incomplete run: run.json but no stylized.glb or stylized.obj")
+        run = read_run_info(path / "run.json")
         mesh = read_textured(mesh_file)
         original = None
         if (path / "initial_texture.png").is_file():
             original = TexturedMesh(mesh.vertices, mesh.faces, mesh.uv, read_image(path / "initial_texture.png"))
         style = read_image(path / "style.png") if (path / "style.png").is_file() else None
-        scene_info = run.scene if run is not None else {}
+        scene_info = run.scene
+        kind = scene_info.get("kind") if scene_info.get("kind") in ("room", "object") else _guess_kind(mesh)
         # stylized.glb and the run's "cameras" are in the output frame: +Y up.
-        scene = Scene(name=scene_info.get("name", path.name), vertices=mesh.vertices, faces=mesh.faces,
-                      kind=scene_info.get("kind", _guess_kind(mesh)), up=(0.0, 1.0, 0.0), source=str(path))
-        cameras = [Camera.from_dict(item) for item in (run.cameras if run is not None else [])]
-        holdout = [Camera.from_dict(item) for item in (run.holdout if run is not None else [])]
+        scene = Scene(name=str(scene_info.get("name", path.name)), vertices=mesh.vertices, faces=mesh.faces,
+                      kind=kind, up=(0.0, 1.0, 0.0), source=str(path))
+        cameras = _run_cameras(run.cameras, "cameras", path / "run.json")
+        holdout = _run_cameras(run.holdout, "holdout", path / "run.json")
         return LoadedResult(mesh, scene, cameras, holdout, original, style, run, path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
@@ -239,6 +244,27 @@ def load_result(path: str | Path) -> LoadedResult:
     scene = Scene(name=path.stem, vertices=mesh.vertices, faces=mesh.faces, kind=scene.kind, up=scene.up,
                   source=str(path))
     return LoadedResult(mesh, scene, [], [], None, None, None, None)
+
+
+def _run_cameras(items: list, key: str, path: Path) -> list[Camera]:
+    """The run's cameras, each checked: a hand-edited or damaged run.json fails here with exit 2
+    instead of deep inside a renderer."""
+    cameras = []
+    for index, item in enumerate(items or []):
+        try:
+            camera = Camera.from_dict(item)
+            K = np.asarray(camera.K, dtype=np.float64)
+            pose = np.asarray(camera.cam_to_world, dtype=np.float64)
+            good = (K.shape == (3, 3) and pose.shape == (4, 4) and np.isfinite(K).all() and np.isfinite(pose).all()
+                    and K[0, 0] > 0 and K[1, 1] > 0 and 1 <= int(camera.width) <= 16384
+                    and 1 <= int(camera.height) <= 16384 and abs(np.linalg.det(pose[:3, :3])) > 1e-6)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, np.linalg.LinAlgError):
+            good = False
+        if not good:
+            raise InputError(path, f"{key}[{index}] is not a valid camera (K 3x3 with positive focal lengths, "
+                                   "cam_to_world 4x4 finite and invertible, width/height 1..16384)")
+        cameras.append(camera)
+    return cameras
 
 
 def _guess_kind(mesh: TexturedMesh) -> str:

@@ -15,6 +15,7 @@ fragments while storing 16 bytes per pixel instead of ~50.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import zipfile
 from dataclasses import dataclass
@@ -24,8 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from meshstyle.common.cache import budget_mb, prune, touch
-from meshstyle.common.cache import cache_dir as cache_folder
+from meshstyle.common.cache import budget_mb, cache_failed, prune, touch, usable_cache_dir
 from meshstyle.common.cache import fingerprint
 from meshstyle.geometry.camera import Camera
 from meshstyle.raster.fragments import Fragments, ViewPyramid, ViewSamples
@@ -393,19 +393,26 @@ def view_pyramids(rasterizer: Rasterizer, cameras: Sequence[Camera], heights: Se
     A second style on the same scene skips ray casting (and building the Embree scene) entirely;
     a changed vertex, face, UV, pose, intrinsic or height changes the key and misses.
     """
-    folder = cache_folder("fragments", cache_dir)
+    folder = usable_cache_dir("fragments", cache_dir)
     pyramids = []
     for camera in progress(cameras, desc="rasterize views", unit="view"):
         levels = level_cameras(camera, heights)
-        path = folder / f"{view_key(rasterizer, camera, levels)}.npz"
-        level_hits = _read_hits(path, levels)
+        path = folder / f"{view_key(rasterizer, camera, levels)}.npz" if folder is not None else None
+        level_hits = _read_hits(path, levels, len(rasterizer.faces)) if path is not None else None
         if level_hits is None:
             level_hits = rasterizer.cast_cameras(levels)
-            _write_hits(path, level_hits)
-        else:
+            if path is not None:
+                try:
+                    _write_hits(path, level_hits)
+                except OSError as exc:  # read-only or full: the run goes on uncached
+                    cache_failed(exc, cache_dir)
+                    folder = None
+        elif path is not None:
             touch(path)
         pyramids.append(ViewPyramid(camera=levels[0], levels=[
             shade(rasterizer, level, hits) for level, hits in zip(levels, level_hits)]))
+    if folder is not None:
+        prune(folder, budget_mb("fragments"))
     return pyramids
 
 
@@ -425,19 +432,40 @@ def _write_hits(path: Path, level_hits: list[RayHits]) -> None:
         np.savez(tmp, **arrays)
 
 
-def _read_hits(path: Path, levels: Sequence[Camera]) -> list[RayHits] | None:
-    """The cached hits, or None when absent or unreadable (a broken entry is simply recomputed)."""
+def _read_hits(path: Path, levels: Sequence[Camera], faces: int) -> list[RayHits] | None:
+    """The cached hits, or None when absent, unreadable or not fitting this mesh: a broken or
+    foreign entry is removed and recomputed, never used (a face id out of range would make the
+    compiled shading read outside the mesh's arrays)."""
     if not path.is_file():
         return None
     try:
-        with np.load(path) as stored:
+        with np.load(path, allow_pickle=False) as stored:
             level_hits = []
             for index, level in enumerate(levels):
                 hits = RayHits(face_id=stored[f"face_id{index}"],
                                bary_uv=stored[f"bary_uv{index}"], distance=stored[f"distance{index}"])
-                if len(hits.face_id) != level.width * level.height:
-                    return None
+                if not _hits_fit(hits, level.width * level.height, faces):
+                    raise ValueError("entry does not fit the mesh")
                 level_hits.append(hits)
             return level_hits
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        with contextlib.suppress(OSError):
+            path.unlink()
         return None
+
+
+def _hits_fit(hits: RayHits, pixels: int, faces: int) -> bool:
+    face_id, bary, distance = hits.face_id, hits.bary_uv, hits.distance
+    if face_id.dtype != np.int32 or face_id.shape != (pixels,):
+        return False
+    if bary.dtype != np.float32 or bary.shape != (pixels, 2) or distance.dtype != np.float32 or distance.shape != (pixels,):
+        return False
+    if pixels == 0:
+        return True
+    if int(face_id.min()) < -1 or int(face_id.max()) >= faces:
+        return False
+    hit = face_id >= 0
+    hit_bary, hit_distance = bary[hit], distance[hit]
+    return bool(np.isfinite(hit_bary).all() and np.isfinite(hit_distance).all()
+                and (hit_bary >= -1e-3).all() and (hit_bary.sum(axis=1) <= 1 + 1e-3).all()
+                and (hit_distance > 0).all())

@@ -20,7 +20,9 @@ checkpoint never holds a half-applied step.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
+import pickle
 import signal
 import threading
 import time
@@ -33,7 +35,7 @@ import torch
 
 from meshstyle.config import LossConfig, OptimConfig
 from meshstyle.common.distributed import LOCAL, RankLost, World, reduce_step
-from meshstyle.errors import InputError
+from meshstyle.errors import InputError, Interrupted
 from meshstyle.common.io import atomic_path
 from meshstyle.stylize.losses import StyleTargets, content_loss, style_loss, tv_loss
 from meshstyle.stylize.patches import LevelPatch
@@ -41,7 +43,7 @@ from meshstyle.common.progress import progress
 from meshstyle.atlas.seams import SeamFill, fill_seams
 from meshstyle.stylize.texture import LaplacianTexture, sample
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2   # 2: the run's atlas and input fingerprints, checked on resume
 NEUTRAL_FILL = 0.5   # grey behind uncovered pixels: no style pull towards any colour
 
 
@@ -192,14 +194,16 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
              optim: OptimConfig, seed: int, *, checkpoint_path: Path | None = None,
              resume: dict[str, Any] | None = None,
              on_step: Callable[[int, dict[str, float]], None] | None = None,
-             world: World = LOCAL) -> OptimizeResult:
+             world: World = LOCAL, checkpoint_extra: dict[str, Any] | None = None) -> OptimizeResult:
     """Run the optimisation from scratch or from a checkpoint dict (`resume`) up to `optim.iters`.
 
     `on_step(step, record)` is called after each completed step (tests use it to interrupt a run).
     Under torchrun (`world`, see distributed.py) each rank trains on its slice of the step's views
     and the gradients are averaged before the identical optimiser step; pass `checkpoint_path`
-    on rank 0 only.
+    on rank 0 only. `checkpoint_extra` (plain types and tensors) is stored in every checkpoint:
+    the run's atlas and input fingerprints, which `--resume` checks before continuing.
     """
+    extra = dict(checkpoint_extra or {})
     if not views:
         raise ValueError("no training views to optimise on")
     optimizer = torch.optim.Adam(layer_groups(texture, optim), lr=optim.lr)
@@ -245,21 +249,25 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
                 if on_step is not None:
                     on_step(step + 1, record)
                 if interrupt.requested:
-                    raise KeyboardInterrupt
+                    raise Interrupted(interrupt.signum or signal.SIGINT)
                 now = time.perf_counter()
                 if checkpoint_path is not None and now - last_checkpoint >= optim.checkpoint_every_s:
                     save_checkpoint(checkpoint_path, make_checkpoint(texture, optimizer, step + 1, seed, history,
-                                                                    schedule))
+                                                                    schedule, extra))
                     last_checkpoint = now
-    except (KeyboardInterrupt, RankLost):
+    except (KeyboardInterrupt, RankLost) as interrupted:
         # `history` holds exactly the completed steps; the interrupted one changed no parameter.
+        signum = getattr(interrupted, "signum", None) or signal.SIGINT
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, make_checkpoint(texture, optimizer, len(history), seed, history,
-                                                             schedule))
-        raise
+                                                             schedule, extra))
+        if isinstance(interrupted, RankLost):
+            raise
+        signum = getattr(interrupted, "signum", None) or signal.SIGINT
+        raise Interrupted(signum, checkpoint_path, len(history)) from None
     finally:
         bar.close()
-    checkpoint = make_checkpoint(texture, optimizer, len(history), seed, history, schedule)
+    checkpoint = make_checkpoint(texture, optimizer, len(history), seed, history, schedule, extra)
     if checkpoint_path is not None:
         save_checkpoint(checkpoint_path, checkpoint)
     with torch.no_grad():
@@ -300,7 +308,7 @@ def accumulate_gradients(texture: LaplacianTexture, views: list[TrainView], view
     for view, view_id in zip(views, view_ids):
         for index, target in enumerate(view.targets):
             if interrupt.requested and not world.enabled:   # ranks stop together, after the all_reduce
-                raise KeyboardInterrupt
+                raise Interrupted(interrupt.signum or signal.SIGINT)
             patch_terms = patch_loss(leaf, target, objective, content_features.get((view_id, index)))
             scale = target.patch.share
             (scale * (patch_terms[0] + patch_terms[1])).backward()
@@ -374,17 +382,24 @@ def render_patch(image: torch.Tensor, patch: LevelPatch) -> torch.Tensor:
 # --- checkpoints -------------------------------------------------------------------------------
 
 def make_checkpoint(texture: LaplacianTexture, optimizer: torch.optim.Optimizer, step: int, seed: int,
-                    history: list[dict[str, float]], schedule: dict[str, int] | None = None) -> dict[str, Any]:
+                    history: list[dict[str, float]], schedule: dict[str, int] | None = None,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
     # The view schedule is a counter-based generator (seed, epoch): its whole state is seed + step,
     # given the global views per step and the step count the learning rate decays over.
-    return {"version": CHECKPOINT_VERSION, "step": step, "rng": {"seed": seed, "step": step, **(schedule or {})},
-            "texture": {k: v.detach().clone() for k, v in texture.state_dict().items()},
-            "optimizer": optimizer.state_dict(), "history": [dict(r) for r in history]}
+    checkpoint = {"version": CHECKPOINT_VERSION, "step": step, "rng": {"seed": seed, "step": step, **(schedule or {})},
+                  "texture": {k: v.detach().clone() for k, v in texture.state_dict().items()},
+                  "optimizer": optimizer.state_dict(), "history": [dict(r) for r in history]}
+    checkpoint.update(extra or {})
+    return checkpoint
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
+    # Serialised in memory first: torch.save writing to a full disk raises a RuntimeError without
+    # an errno, while a plain file write raises the OSError (ENOSPC) that the CLI reports.
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
     with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -392,12 +407,41 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(path, "no checkpoint to resume from")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain containers only. A checkpoint from a downloaded run folder
+        # is untrusted input; a full unpickler would run whatever code it names.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(path, "refused: the checkpoint holds objects other than tensors and plain "
+                               "values (possibly code); not loading it") from None
     except Exception as exc:  # torch raises many types for a truncated or foreign file
-        raise InputError(path, f"cannot read checkpoint ({type(exc).__name__})") from None
+        raise InputError(path, f"cannot read checkpoint ({type(exc).__name__}; truncated or not a checkpoint?)") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("version") != CHECKPOINT_VERSION:
         raise InputError(path, "not a meshstyle checkpoint of this version")
+    problem = _checkpoint_problem(checkpoint)
+    if problem:
+        raise InputError(path, f"damaged checkpoint: {problem}")
     return checkpoint
+
+
+def _checkpoint_problem(checkpoint: dict[str, Any]) -> str | None:
+    """What is wrong with a loaded checkpoint's structure, or None."""
+    step = checkpoint.get("step")
+    if not isinstance(step, int) or step < 0:
+        return "bad step"
+    rng = checkpoint.get("rng")
+    if not isinstance(rng, dict) or not isinstance(rng.get("seed"), int):
+        return "bad seed"
+    texture = checkpoint.get("texture")
+    if not isinstance(texture, dict) or not texture or not all(
+            isinstance(v, torch.Tensor) and v.is_floating_point() and bool(torch.isfinite(v).all())
+            for v in texture.values()):
+        return "texture layers missing or not finite"
+    if not isinstance(checkpoint.get("optimizer"), dict):
+        return "optimiser state missing"
+    history = checkpoint.get("history")
+    if not isinstance(history, list) or len(history) != step or not all(isinstance(r, dict) for r in history):
+        return "loss history does not match the step"
+    return None
 
 
 def restore(checkpoint: dict[str, Any], texture: LaplacianTexture, optimizer: torch.optim.Optimizer,
@@ -411,7 +455,10 @@ def restore(checkpoint: dict[str, Any], texture: LaplacianTexture, optimizer: to
     if expected != found:
         raise InputError(where, "texture layers differ from this config (texture size or levels changed)")
     texture.load_state_dict(checkpoint["texture"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
+    try:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise InputError(where, f"optimiser state does not fit this run ({type(exc).__name__})") from None
     return int(checkpoint["step"]), [dict(r) for r in checkpoint["history"]]
 
 
@@ -432,11 +479,17 @@ def check_schedule(checkpoint: dict[str, Any], schedule: dict[str, int], source:
 class InterruptFlag:
     requested: bool = False
     presses: int = field(default=0)
+    signum: int | None = None          # SIGINT or SIGTERM, whichever came first
+
+
+# SIGTERM is what schedulers and `timeout` send: it gets Ctrl-C's treatment (checkpoint, resumable).
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
 def deferred_interrupt() -> Iterator[InterruptFlag]:
-    """Turn the first SIGINT into a flag the loop checks between patches; a second one raises at once."""
+    """Turn the first SIGINT/SIGTERM into a flag the loop checks between patches; a second one
+    raises at once."""
     flag = InterruptFlag()
     if threading.current_thread() is not threading.main_thread():
         yield flag
@@ -445,17 +498,16 @@ def deferred_interrupt() -> Iterator[InterruptFlag]:
     def handler(signum: int, frame: Any) -> None:
         flag.presses += 1
         flag.requested = True
+        flag.signum = flag.signum or signum
         if flag.presses > 1:
-            raise KeyboardInterrupt
+            raise Interrupted(flag.signum)
 
-    # SIGTERM too: it is what torchrun sends the surviving ranks when one died, and what
-    # schedulers and `timeout` send; either way the run should leave a checkpoint.
-    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.signal(signum, handler) for signum in DEFERRED_SIGNALS}
     try:
         yield flag
     finally:
-        for number, handler_before in previous.items():
-            signal.signal(number, handler_before)
+        for signum, old_handler in previous.items():
+            signal.signal(signum, old_handler)
 
 
 def steps_per_second(history: list[StepRecord]) -> float:
