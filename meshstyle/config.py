@@ -59,7 +59,10 @@ class LossConfig:
     content_target: str = "auto"       # auto | photo | mesh
     tv_weight: float = 0.0
     preserve_color: bool = False
-    style_strength: float = 1.0        # blends style weight against content weight
+    style_strength: float = 1.0        # scales the style terms and the palette step: ~0.3 tinted, 1 painted, 3 repainted
+    nnfm_weight: float = 0.0           # nearest-neighbour feature matching (ARF), scale-free like style_weight
+    nnfm_layers: tuple[str, ...] = ("relu3_1", "relu4_1")
+    palette: bool = True               # match the initial texture's colour mean/covariance to the style first
     style_scales: tuple[float, ...] = (1.0, 0.75, 0.5)   # style image pyramid
     style_size: int = 384              # long side of the style image at scale 1
     depth_aware: bool = True

@@ -35,6 +35,7 @@ from .config import LossConfig, OptimConfig
 from .errors import InputError
 from .io import atomic_path
 from .losses import StyleTargets, content_loss, style_loss, tv_loss
+from .paint import nnfm_loss
 from .patches import LevelPatch
 from .progress import progress
 from .texture import LaplacianTexture, sample
@@ -71,11 +72,16 @@ class Objective:
     style: StyleTargets
     loss: LossConfig
     regularizer: float = 0.0          # weight of the Laplacian-layer penalty
+    nnfm: dict[str, torch.Tensor] = field(default_factory=dict)   # layer -> (M,C) unit style features
 
     @property
     def style_weight(self) -> float:
-        # The style-strength knob scales the style term only, so 1.0 is the tuned balance.
+        # The style-strength knob scales the style terms only, so 1.0 is the tuned balance.
         return self.loss.style_weight * self.loss.style_strength
+
+    @property
+    def nnfm_weight(self) -> float:
+        return self.loss.nnfm_weight * self.loss.style_strength if self.nnfm else 0.0
 
     @property
     def content_weight(self) -> float:
@@ -87,7 +93,9 @@ class Objective:
 
     @property
     def layers(self) -> tuple[str, ...]:
-        layers = tuple(self.loss.style_layers)
+        layers = tuple(self.loss.style_layers) if self.style_weight > 0 else ()
+        if self.nnfm_weight > 0:
+            layers += tuple(layer for layer in self.nnfm if layer not in layers)
         if self.content_weight > 0 and self.loss.content_layer not in layers:
             layers += (self.loss.content_layer,)
         return layers
@@ -273,15 +281,28 @@ def patch_loss(image: torch.Tensor, target: PatchTarget, objective: Objective,
                content_features: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(weighted style loss, weighted content loss) of one patch rendered from `image`."""
     patch = target.patch
-    rendered = render_patch(image, patch)
+    return image_loss(render_patch(image, patch), patch.weight, objective, content_features, target.content_weight)
+
+
+def image_loss(rendered: torch.Tensor, weight: torch.Tensor | None, objective: Objective,
+               content_features: torch.Tensor | None,
+               content_weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted style loss, weighted content loss) of one image (3,h,w): the loss of every 3-D patch
+    and of the 2-D ceiling (scripts/bench_quality.py), so both optimise exactly the same objective.
+
+    `weight` (1,1,h,w) weighs the style statistics, `content_weight` the content error."""
     features = objective.vgg(rendered[None], objective.layers)
-    style = objective.style_weight * style_loss(features, patch.weight, objective.style,
-                                                objective.layer_weights)
+    style = rendered.new_zeros(())
+    if objective.style_weight > 0:
+        style = objective.style_weight * style_loss(features, weight, objective.style, objective.layer_weights)
+    if objective.nnfm_weight > 0:
+        nnfm = sum(nnfm_loss(features[layer], targets, weight) for layer, targets in objective.nnfm.items())
+        style = style + objective.nnfm_weight / len(objective.nnfm) * nnfm
     content = rendered.new_zeros(())
     if objective.content_weight > 0 and content_features is not None:
         layer = objective.loss.content_layer
         content = objective.content_weight * content_loss(features, {layer: content_features},
-                                                          target.content_weight, layer)
+                                                          content_weight, layer)
     return style, content
 
 

@@ -15,12 +15,13 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .atlas import Atlas, atlas_info, bake_texture, make_atlas
+from .atlas import Atlas, atlas_info, bake_texture, make_atlas, rasterize_atlas
 from .cameras import Camera, filter_views, for_scene
 from .config import StylizeConfig
 from .errors import InputError
 from .fragments import ViewPyramid
 from .losses import match_colors, style_targets
+from .paint import ColorTransform, normalized_style_features, palette_transform
 from .optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
                        render_patch, steps_per_second)
 from .patches import LevelPatch, reference_depth, split_by_depth
@@ -56,6 +57,7 @@ class Prepared:
     """Everything the optimisation needs, built once per run by `prepare`."""
     atlas: Atlas
     initial: np.ndarray               # (H,W,3) float32 initial texture (the mesh's own colours)
+    start: np.ndarray                 # (H,W,3) float32 where the optimisation starts (after the palette step)
     train_cameras: list[Camera]
     holdout: list[Camera]
     views: list[TrainView]
@@ -68,6 +70,10 @@ class Prepared:
     @property
     def initial_tensor(self) -> torch.Tensor:
         return torch.from_numpy(self.initial).permute(2, 0, 1).contiguous()
+
+    @property
+    def start_tensor(self) -> torch.Tensor:
+        return torch.from_numpy(self.start).permute(2, 0, 1).contiguous()
 
 
 def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig | None = None,
@@ -82,7 +88,7 @@ def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig 
     timings = prepared.timings
     device = torch.device(config.device)
     with stage("optimise", timings):
-        texture = LaplacianTexture(prepared.initial_tensor.to(device), config.texture.pyramid_levels)
+        texture = LaplacianTexture(prepared.start_tensor.to(device), config.texture.pyramid_levels)
         outcome = optimize(texture, prepared.views, prepared.objective, config.optim, config.seed,
                            checkpoint_path=checkpoint_path, resume=resume_state)
     info = dict(prepared.info)
@@ -134,19 +140,27 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         vgg = load_vgg(device=device, dtype=vgg_dtype(config), channels_last=config.optim.channels_last)
         style_image = torch.from_numpy(style_pixels(style, config.loss.style_size)).permute(2, 0, 1)
         initial_tensor = torch.from_numpy(initial).permute(2, 0, 1).contiguous()
+        palette = ColorTransform.identity()
         if config.loss.preserve_color:
             style_image = match_colors(style_image, initial_tensor)
+        elif config.loss.palette:
+            sample, used = texture_sample(initial_tensor, atlas.uv)
+            palette = palette_transform(sample, style_image, used, strength=min(1.0, config.loss.style_strength))
+            initial_tensor = palette(initial_tensor)
+        start = np.ascontiguousarray(initial_tensor.permute(1, 2, 0).numpy(), dtype=np.float32)
         targets = style_targets(vgg, style_image.to(device), config.loss.style_layers,
                                 config.loss.style_scales, config.loss.statistic)
-        objective = Objective(vgg=vgg, style=targets, loss=config.loss, regularizer=config.texture.regularizer)
+        objective = Objective(vgg=vgg, style=targets, loss=config.loss, regularizer=config.texture.regularizer,
+                              nnfm=nnfm_targets(vgg, style_image.to(device), config))
         depth_reference = reference_depth(pyramids, config.loss)
-        views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config, depth_reference)
+        views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config, depth_reference,
+                            palette)
                  for camera, pyramid in zip(train_cameras, progress(pyramids, desc="patches", unit="view"))]
         views = [view.to(device) for view in views if view.targets]
         if not views:
             raise InputError(scene.source or scene.name, "no training view has pixels to stylize")
         holdout_views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config,
-                                    depth_reference) for camera, pyramid in zip(holdout, holdout_pyramids)]
+                                    depth_reference, palette) for camera, pyramid in zip(holdout, holdout_pyramids)]
         holdout_views = [view.to(device) for view in holdout_views if view.targets]
 
     patches = [t.patch for view in views for t in view.targets]
@@ -163,7 +177,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         "patch_pixels_per_view": sum(p.pixels for p in patches) / len(views),
         "level_pixels": {str(k): sum(p.pixels for p in patches if p.level == k) for k in range(len(heights))},
     }
-    return Prepared(atlas=atlas, initial=initial, train_cameras=train_cameras, holdout=holdout, views=views,
+    return Prepared(atlas=atlas, initial=initial, start=start, train_cameras=train_cameras, holdout=holdout, views=views,
                     holdout_views=holdout_views, objective=objective,
                     style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings)
 
@@ -204,8 +218,13 @@ def content_source_for(scene: Scene, config: StylizeConfig) -> str:
 
 
 def train_view(pyramid: ViewPyramid, initial: torch.Tensor, photo: Photo | None, content_source: str,
-               config: StylizeConfig, depth_reference: float) -> TrainView:
-    """A view's depth-split patches, each with the crop of the image it should still resemble."""
+               config: StylizeConfig, depth_reference: float,
+               palette: ColorTransform | None = None) -> TrainView:
+    """A view's depth-split patches, each with the crop of the image it should still resemble.
+
+    `initial` is the texture the optimisation starts from (after the palette step); photos go
+    through the same `palette` map, so the content loss keeps structure, not the original colours.
+    """
     patches = split_by_depth(pyramid, config.loss, config.raster, depth_reference)
     if content_source == "none":
         return TrainView([PatchTarget(patch, None, None) for patch in patches])
@@ -214,7 +233,8 @@ def train_view(pyramid: ViewPyramid, initial: torch.Tensor, photo: Photo | None,
         for level in sorted({patch.level for patch in patches}):
             fragments = pyramid.levels[level]
             camera = photo.camera.scaled(fragments.height)
-            level_targets[level] = content_target(photo, camera, fragments)
+            image, valid = content_target(photo, camera, fragments)
+            level_targets[level] = (palette(image) if palette is not None else image), valid
         targets = []
         for patch in patches:
             image, valid = level_targets[patch.level]
@@ -223,6 +243,44 @@ def train_view(pyramid: ViewPyramid, initial: torch.Tensor, photo: Photo | None,
                                        valid[y0:y1, x0:x1].to(torch.float32)[None, None].contiguous()))
         return TrainView(targets)
     return TrainView([PatchTarget(patch, *mesh_content(initial, patch)) for patch in patches])
+
+
+NNFM_STYLE_POINTS = 4096   # style feature vectors per NNFM layer searched for nearest neighbours
+PALETTE_STATS_SIZE = 512   # texels per side at which the palette step measures the texture's colours
+
+
+def texture_sample(texture: torch.Tensor, uv: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The texture (3,h,w) at most PALETTE_STATS_SIZE on a side and the mask (h,w) of its used texels:
+    the empty atlas space around the charts must not count in the texture's colour statistics."""
+    side = min(PALETTE_STATS_SIZE, texture.shape[-1])
+    small = torch.nn.functional.adaptive_avg_pool2d(texture[None], (side, side))[0]
+    face_id, _ = rasterize_atlas(uv, side)
+    used = torch.from_numpy(face_id >= 0)
+    return small, (used if bool(used.any()) else None)
+
+
+def nnfm_targets(vgg: torch.nn.Module, style_image: torch.Tensor, config: StylizeConfig) -> dict[str, torch.Tensor]:
+    """Unit style feature vectors per NNFM layer, pooled over the style scales (empty when unused)."""
+    loss = config.loss
+    if loss.nnfm_weight <= 0 or not loss.nnfm_layers:
+        return {}
+    from .losses import _rescale
+    pooled: dict[str, list[torch.Tensor]] = {layer: [] for layer in loss.nnfm_layers}
+    with torch.no_grad():
+        for scale in loss.style_scales:
+            features = vgg(_rescale(style_image[None], scale), tuple(loss.nnfm_layers))
+            for layer in loss.nnfm_layers:
+                pooled[layer].append(normalized_style_features(features[layer]))
+    generator = torch.Generator().manual_seed(config.seed)
+    targets = {}
+    for layer, values in pooled.items():
+        points = torch.cat(values)
+        if len(points) > NNFM_STYLE_POINTS:
+            # The search costs rendered x style features per patch; a random subset of the painting's
+            # features keeps every kind of stroke while bounding the cost (16k -> 4k at relu3_1).
+            points = points[torch.randperm(len(points), generator=generator)[:NNFM_STYLE_POINTS].to(points.device)]
+        targets[layer] = points
+    return targets
 
 
 def mesh_content(initial: torch.Tensor, patch: LevelPatch) -> tuple[torch.Tensor, torch.Tensor]:
