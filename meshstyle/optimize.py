@@ -296,7 +296,9 @@ def image_loss(rendered: torch.Tensor, weight: torch.Tensor | None, objective: O
     if objective.style_weight > 0:
         style = objective.style_weight * style_loss(features, weight, objective.style, objective.layer_weights)
     if objective.nnfm_weight > 0:
-        nnfm = sum(nnfm_loss(features[layer], targets, weight) for layer, targets in objective.nnfm.items())
+        search = getattr(objective.vgg, "compute_dtype", torch.float32)
+        nnfm = sum(nnfm_loss(features[layer], targets, weight, search_dtype=search)
+                   for layer, targets in objective.nnfm.items())
         style = style + objective.nnfm_weight / len(objective.nnfm) * nnfm
     content = rendered.new_zeros(())
     if objective.content_weight > 0 and content_features is not None:

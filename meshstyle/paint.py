@@ -58,15 +58,18 @@ def nearest_style(points: torch.Tensor, style: torch.Tensor, chunk: int = CHUNK)
 
 
 def nnfm_loss(features: torch.Tensor, style: torch.Tensor, weight_map: torch.Tensor | None = None,
-              chunk: int = CHUNK) -> torch.Tensor:
+              chunk: int = CHUNK, search_dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Weighted mean cosine distance of each feature of `features` (N,C,H,W) to its nearest style feature.
 
     `style` (M,C) holds unit vectors (`normalized_style_features`); `weight_map` (N,1,H0,W0) at image
-    resolution or None. Views without a covered pixel contribute 0, like the statistic losses.
+    resolution or None; `search_dtype` is the precision of the nearest-neighbour search only. Views without a covered pixel contribute 0, like the statistic losses.
     """
     n, c, h, w = features.shape
     points = F.normalize(features.float().permute(0, 2, 3, 1).reshape(-1, c), dim=1)
-    index = nearest_style(points.detach(), style.to(points.dtype), chunk)
+    # The search may run in bfloat16 (the network's precision where the CPU has it): a near-tie may
+    # then pick the other neighbour, which changes the loss by less than the tie; the distance is float32.
+    search = points.detach().to(search_dtype)
+    index = nearest_style(search, style.to(search.dtype), chunk)
     distance = (1.0 - (points * style[index].to(points.dtype)).sum(1)).reshape(n, h * w)
     if weight_map is None:
         return distance.mean()

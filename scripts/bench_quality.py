@@ -261,6 +261,34 @@ def write_ceiling_sheet(path: Path, loaded, images: list[RenderedView]) -> None:
     write_image(path, np.concatenate(rows, axis=0))
 
 
+def write_strength_sheet(path: Path, runs: list[Path], strengths: list[float], height: int = 200,
+                         views: int = 2) -> None:
+    """One row per held-out view: the original colours, then the result at each style strength."""
+    from PIL import Image, ImageDraw
+
+    first = load_result(runs[0])
+    cameras = [camera.scaled(height) for camera in (first.holdout or first.cameras)[:views]]
+    columns = [("original", _Renderer(first.original).render(cameras, first.original.texture, desc="sheet"))]
+    for run, value in zip(runs, strengths):
+        loaded = load_result(run)
+        columns.append((f"style_strength {value:g}", _Renderer(loaded.mesh).render(cameras, loaded.mesh.texture,
+                                                                                   desc="sheet")))
+    gap, label = 6, 18
+    width = cameras[0].width
+    sheet = Image.new("RGB", (len(columns) * (width + gap) + gap, label + len(cameras) * (height + gap) + gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    for column, (title, rendered) in enumerate(columns):
+        x = gap + column * (width + gap)
+        draw.text((x, 3), title, fill="black")
+        for row, view in enumerate(rendered):
+            tile = Image.fromarray((np.clip(view.image, 0, 1) * 255).round().astype(np.uint8))
+            sheet.paste(tile, (x, label + gap + row * (height + gap)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    sheet.save(tmp, quality=85)
+    tmp.replace(path)
+
+
 def speed(args: argparse.Namespace) -> list[dict]:
     """`meshstyle demo` and `meshstyle demo --quick` as a user runs them: wall time and peak memory."""
     rows = []
@@ -325,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", type=int, default=4, help="held-out views scored (and stylized in 2-D)")
     parser.add_argument("--eval-height", type=int, default=0,
                         help="height of the scored views (default: the run's raster.image_height)")
+    parser.add_argument("--strengths", type=float, nargs="+", help="also run these loss.style_strength values "
+                        "on the first scene and style (rows strength-X)")
+    parser.add_argument("--strength-sheet", help="JPEG: original | each strength, for two held-out views")
     parser.add_argument("--speed", action="store_true", help="also time `meshstyle demo` and `demo --quick`")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "out" / "bench_quality"))
@@ -338,6 +369,15 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows, markdown=False))
     for note in verdict(rows):
         print(note)
+    if args.strengths:
+        scene, style = args.scenes[0], args.styles[0]
+        strength_rows = [bench_one(scene, style, f"strength-{value:g}", overrides + [f"loss.style_strength={value:g}"],
+                                   args) for value in args.strengths]
+        rows += strength_rows
+        print(table(strength_rows, markdown=False))
+        if args.strength_sheet:
+            write_strength_sheet(Path(args.strength_sheet), [Path(args.out) / f"strength-{value:g}" / f"{scene}-{style}"
+                                                            for value in args.strengths], args.strengths)
     speed_rows = speed(args) if args.speed else []
     if speed_rows:
         print()
