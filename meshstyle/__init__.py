@@ -19,15 +19,15 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "StylizeConfig": ("meshstyle.config", "StylizeConfig"),
-    "load_scene": ("meshstyle.loaders", "load_scene"),
+    "load_scene": ("meshstyle.inputs.load", "load_scene"),
     "stylize": ("meshstyle.pipeline", "stylize"),
-    "render": ("meshstyle.result", "render"),
-    "load_result": ("meshstyle.result", "load_result"),
-    "StylizeResult": ("meshstyle.result", "StylizeResult"),
+    "render": ("meshstyle.outputs.run_folder", "render"),
+    "load_result": ("meshstyle.outputs.run_folder", "load_result"),
+    "StylizeResult": ("meshstyle.outputs.run_folder", "StylizeResult"),
     "InputError": ("meshstyle.errors", "InputError"),
-    "cameras": ("meshstyle.cameras", None),
+    "cameras": ("meshstyle.views.cameras", None),
     "scenes": ("scenes", None),
-    "styles": ("meshstyle.styles", None),
+    "styles": ("meshstyle.inputs.styles", None),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,7 +1,10 @@
-"""`meshstyle` command line: a thin layer over the library API (DESIGN.md "Command line").
+"""`meshstyle` command line: a thin layer over the library API (docs/DESIGN.md "Command line").
 
 Exit codes: 0 success; 2 bad input or usage (one line on stderr, no traceback); 1 unexpected
 internal error; 130 interrupted (after the optimiser wrote its checkpoint).
+
+Each command imports the library inside its function, the only function-level imports of our own
+modules in the package: `meshstyle --version` and `--help` must not pay seconds for torch and open3d.
 """
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import __version__
-from .errors import InputError, MeshstyleError
+from meshstyle import __version__
+from meshstyle.errors import InputError, MeshstyleError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -38,8 +41,8 @@ def cmd_scenes(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import scenes
-    from .config import StylizeConfig
-    from .pipeline import quick_config
+    from meshstyle.config import StylizeConfig
+    from meshstyle.pipeline import quick_config
 
     config = quick_config() if args.quick else StylizeConfig()
     if args.seed is not None:
@@ -51,8 +54,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from .config import build_config
-    from .loaders import load_scene
+    from meshstyle.config import build_config
+    from meshstyle.inputs.load import load_scene
 
     _check_scene_arg(args.scene)
     flags = {"iters": args.iters, "views": args.views, "texture_size": args.texture_size,
@@ -75,17 +78,17 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 
 def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bool, evaluate: bool) -> int:
-    from .pipeline import stylize
-    from .progress import log
+    from meshstyle.pipeline import stylize
+    from meshstyle.common.progress import log
 
     result = stylize(scene, style, config, out_dir=out, resume=resume)
     result.save(out, overwrite=overwrite)
     log(f"wrote {out}/ (stylized.glb, stylized.obj, texture.png, views/, contact_sheet.png, run.json)")
     if evaluate:
-        from .result import evaluate_run
+        from meshstyle.outputs.run_folder import evaluate_run
 
         report = evaluate_run(out, metrics=None)
-        from .evaluate import format_table
+        from meshstyle.evaluate.metrics import format_table
 
         print(format_table(report))
     return EXIT_OK
@@ -94,10 +97,10 @@ def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bo
 def cmd_render(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .progress import log
-    from .render import render_views, write_views, write_views_and_video
-    from .result import load_result
-    from .trajectories import trajectory
+    from meshstyle.common.progress import log
+    from meshstyle.outputs.render import render_views, write_views, write_views_and_video
+    from meshstyle.outputs.run_folder import load_result
+    from meshstyle.views.trajectories import trajectory
 
     width, height = _parse_size(args.size)
     loaded = load_result(args.result)
@@ -122,9 +125,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import write_glb, write_obj
-    from .progress import log
-    from .result import load_result
+    from meshstyle.outputs.export import write_glb, write_obj
+    from meshstyle.common.progress import log
+    from meshstyle.outputs.run_folder import load_result
 
     loaded = load_result(args.result)
     out = Path(args.out) if args.out else _default_sibling(args.result, f"export.{args.format}")
@@ -139,9 +142,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import flatten_metrics, format_table
-    from .io import json_text
-    from .result import evaluate_run
+    from meshstyle.evaluate.metrics import flatten_metrics, format_table
+    from meshstyle.common.io import json_text
+    from meshstyle.outputs.run_folder import evaluate_run
 
     report = evaluate_run(args.result, metrics=args.metric)
     if args.json:
@@ -164,7 +167,7 @@ def _check_scene_arg(scene: str) -> None:
 
 def _style_spec(style: str) -> str:
     """Fail before any heavy work when the style image is missing or unreadable."""
-    from .styles import load_style
+    from meshstyle.inputs.styles import load_style
 
     load_style(style, size=64)
     return style
@@ -286,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .allocator import tune_allocator
+    from meshstyle.common.allocator import tune_allocator
 
     tune_allocator()
     parser = build_parser()
@@ -298,10 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except SystemExit as exit_request:  # --help and --version exit through argparse
         return int(exit_request.code or 0)
-    except InputError as error:
-        print(f"meshstyle: {error}", file=sys.stderr)
-        return EXIT_INPUT
-    except MeshstyleError as error:
+    except MeshstyleError as error:   # InputError and its kin: one line naming the file, exit 2
         print(f"meshstyle: {error}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:

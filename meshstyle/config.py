@@ -6,12 +6,35 @@ Keys are dotted paths into the composed config, e.g. `optim.iters` or `loss.styl
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from .errors import InputError
+from meshstyle.errors import InputError
+
+
+# VGG-19's layers, block by block (conv/relu pairs, then a pool): the layers a loss can read.
+VGG19_BLOCK_SIZES = (2, 2, 4, 4, 4)
+VGG19_LAYERS: tuple[str, ...] = tuple(
+    name
+    for block, size in enumerate(VGG19_BLOCK_SIZES, start=1)
+    for name in [f"{kind}{block}_{i}" for i in range(1, size + 1) for kind in ("conv", "relu")] + [f"pool{block}"]
+)
+
+CameraKind = Literal["auto", "orbit", "walkthrough", "poses"]
+Statistic = Literal["gram", "adain"]
+ContentTarget = Literal["auto", "photo", "mesh"]
+Precision = Literal["auto", "float32", "bfloat16"]
+
+
+def ranged(default: Any, low: float | None = None, high: float | None = None, *, above: bool = False,
+           below: bool = False, also: tuple = (), choices: tuple = ()) -> Any:
+    """A field whose value (each item, for tuples) must lie in [low, high]; `above`/`below` make
+    the bound strict, `also` lists extra allowed values (0 = "choose for me"), `choices` a closed set."""
+    return field(default=default, metadata={"low": low, "high": high, "above": above, "below": below,
+                                            "also": also, "choices": choices})
 
 
 @dataclass
@@ -24,67 +47,68 @@ class SceneConfig:
 
 @dataclass
 class CameraConfig:
-    views: int = 24                    # optimisation views (cap on chosen scan frames)
-    kind: str = "auto"                 # auto | orbit | walkthrough | poses
-    min_coverage: float = 0.05         # drop views whose covered share of the image is below this
-    holdout: int = 4                   # extra views never trained on, for eval
-    fov_deg: float = 70.0              # vertical field of view of generated cameras
+    views: int = ranged(24, 1)                     # optimisation views (cap on chosen scan frames)
+    kind: CameraKind = "auto"
+    min_coverage: float = ranged(0.05, 0.0, 1.0)   # drop views whose covered share of the image is below this
+    holdout: int = ranged(4, 0)                    # extra views never trained on, for eval
+    fov_deg: float = ranged(70.0, 0.0, 180.0, above=True, below=True)   # vertical field of view of generated cameras
 
 
 @dataclass
 class RasterConfig:
-    image_height: int = 192            # height of the coarsest pyramid level
-    levels: int = 3                    # pyramid levels; level k has height image_height * level_scale**k
-    level_scale: float = 1.5
+    image_height: int = ranged(192, 16, 8192)      # height of the coarsest pyramid level
+    levels: int = ranged(3, 1, 16)                 # pyramid levels; level k has height image_height * level_scale**k
+    level_scale: float = ranged(1.5, 1.0, 8.0, above=True)
     cache_dir: str | None = None       # default: ~/.cache/meshstyle/fragments
 
 
 @dataclass
 class TextureConfig:
-    size: int = 1024                   # atlas resolution (square); 0 = choose from texel density
-    texels_per_metre: float = 200.0    # used when size = 0
-    pyramid_levels: int = 4            # Laplacian layers summed at lookup
-    regularizer: float = 0.0           # weight of the Laplacian-layer penalty
+    size: int = ranged(1024, 16, 16384, also=(0,))   # atlas resolution (square); 0 = choose from texel density
+    texels_per_metre: float = ranged(200.0, 0.0, above=True)   # used when size = 0
+    pyramid_levels: int = ranged(4, 1, 16)         # Laplacian layers summed at lookup
+    regularizer: float = ranged(0.0, 0.0)          # weight of the Laplacian-layer penalty
 
 
 @dataclass
 class LossConfig:
-    style_weight: float = 1.0
-    content_weight: float = 0.05
-    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-    style_layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
-    content_layer: str = "relu4_2"
-    statistic: str = "gram"            # gram | adain
+    style_weight: float = ranged(1.0, 0.0)
+    content_weight: float = ranged(0.05, 0.0)
+    style_layers: tuple[str, ...] = ranged(("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+                                           choices=VGG19_LAYERS)
+    style_layer_weights: tuple[float, ...] = ranged((1.0, 1.0, 1.0, 1.0, 1.0), 0.0)
+    content_layer: str = ranged("relu4_2", choices=VGG19_LAYERS)
+    statistic: Statistic = "gram"
     style_only: bool = False           # texture synthesis: no content loss
-    content_target: str = "auto"       # auto | photo | mesh
-    tv_weight: float = 0.0
+    content_target: ContentTarget = "auto"
+    tv_weight: float = ranged(0.0, 0.0)
     preserve_color: bool = False
-    style_strength: float = 1.0        # scales the style terms and the palette step: ~0.3 tinted, 1 painted, 3 repainted
-    nnfm_weight: float = 0.0           # nearest-neighbour feature matching (ARF), scale-free like style_weight
-    nnfm_layers: tuple[str, ...] = ("relu3_1", "relu4_1")
-    palette: bool = True               # match the initial texture's colour mean/covariance to the style first
-    style_scales: tuple[float, ...] = (1.0, 0.75, 0.5)   # style image pyramid
-    style_size: int = 384              # long side of the style image at scale 1
+    style_strength: float = ranged(1.0, 0.0)       # scales the style terms and the palette step: ~0.3 tinted, 1 painted, 3 repainted
+    nnfm_weight: float = ranged(0.0, 0.0)          # nearest-neighbour feature matching (ARF), scale-free like style_weight
+    nnfm_layers: tuple[str, ...] = ranged(("relu3_1", "relu4_1"), choices=VGG19_LAYERS)
+    palette: bool = True                           # match the initial texture's colour mean/covariance to the style first
+    style_scales: tuple[float, ...] = ranged((1.0, 0.75, 0.5), 0.0, 4.0, above=True)   # style image pyramid
+    style_size: int = ranged(384, 16, 4096)        # long side of the style image at scale 1
     depth_aware: bool = True
     angle_aware: bool = True
-    angle_threshold_deg: float = 75.0  # beyond this view angle, pixels get no gradient
-    reference_depth: float = 0.0       # metres at which the coarsest level has the stroke size; 0 = auto
-    reference_depth_quantile: float = 0.5   # auto reference depth: this quantile of all views' depths
-    level_blend: float = 0.5           # width (in levels) of the depth cross-fade between two levels
-    min_level_share: float = 0.03      # skip a view's level holding less of its style weight than this
-    patch_margin: int = 16             # context pixels around each level's crop
-    min_patch_size: int = 48           # smallest crop side fed to VGG
+    angle_threshold_deg: float = ranged(75.0, 0.0, 90.0, above=True)   # beyond this view angle, pixels get no gradient
+    reference_depth: float = ranged(0.0, 0.0)      # metres at which the coarsest level has the stroke size; 0 = auto
+    reference_depth_quantile: float = ranged(0.5, 0.0, 1.0)   # auto reference depth: this quantile of all views' depths
+    level_blend: float = ranged(0.5, 0.0)          # width (in levels) of the depth cross-fade between two levels
+    min_level_share: float = ranged(0.03, 0.0, 1.0)   # skip a view's level holding less of its style weight than this
+    patch_margin: int = ranged(16, 0)              # context pixels around each level's crop
+    min_patch_size: int = ranged(48, 1)            # smallest crop side fed to VGG
 
 
 @dataclass
 class OptimConfig:
-    iters: int = 200
-    lr: float = 0.02
-    lr_decay: float = 0.1              # final lr = lr * lr_decay (exponential)
-    views_per_step: int = 1
-    coarse_lr_scale: float = 1.0       # learning-rate factor per coarser Laplacian layer (1 = plain Adam)
-    checkpoint_every_s: float = 120.0
-    precision: str = "auto"            # VGG convolutions: auto (bfloat16 where the CPU has native BF16) | float32 | bfloat16
+    iters: int = ranged(200, 1)
+    lr: float = ranged(0.02, 0.0, above=True)
+    lr_decay: float = ranged(0.1, 0.0, above=True)   # final lr = lr * lr_decay (exponential)
+    views_per_step: int = ranged(1, 1)
+    coarse_lr_scale: float = ranged(1.0, 0.0, above=True)   # learning-rate factor per coarser Laplacian layer (1 = plain Adam)
+    checkpoint_every_s: float = ranged(120.0, 0.0, above=True)
+    precision: Precision = "auto"      # VGG convolutions: auto (bfloat16 where the CPU has native BF16) | float32 | bfloat16
     channels_last: bool = False        # VGG activations in NHWC memory layout
 
 
@@ -96,18 +120,16 @@ class StylizeConfig:
     texture: TextureConfig = field(default_factory=TextureConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    seed: int = 0
+    seed: int = ranged(0, 0, 2**63 - 1)
     device: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "StylizeConfig":
-        config = cls()
-        for key, value in flatten(values).items():
-            set_key(config, key, value, source)
-        return config
+    def validate(self, source: str = "config") -> "StylizeConfig":
+        """Raise InputError naming the first key whose value is out of its range or choices."""
+        validate(self, source)
+        return self
 
 
 # CLI flags that are shorthands for config keys.
@@ -133,58 +155,139 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def set_key(config: Any, key: str, value: Any, source: str) -> None:
-    """Set a dotted key, coercing to the field's type; unknown keys are input errors."""
+    """Set a dotted key, coercing to the field's type and checking its range; unknown keys are input errors."""
     *parents, leaf = key.split(".")
     target = config
     for part in parents:
         if not dataclasses.is_dataclass(target) or not hasattr(target, part):
             raise InputError(source, f"unknown config key '{key}'")
         target = getattr(target, part)
-    names = {f.name for f in dataclasses.fields(target)} if dataclasses.is_dataclass(target) else set()
-    if leaf not in names:
+    fields = {f.name: f for f in dataclasses.fields(target)} if dataclasses.is_dataclass(target) else {}
+    if leaf not in fields or dataclasses.is_dataclass(getattr(target, leaf)):
         raise InputError(source, f"unknown config key '{key}'")
     hint = get_type_hints(type(target))[leaf]
-    setattr(target, leaf, _coerce(value, hint, key, source))
+    coerced = _coerce(value, hint, key, source)
+    _check(coerced, hint, fields[leaf].metadata, key, source)
+    setattr(target, leaf, coerced)
+
+
+def validate(config: Any, source: str = "config", prefix: str = "") -> None:
+    """Check every key of a (possibly hand-built) config: types, choices and ranges."""
+    hints = get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(value):
+            validate(value, source, key + ".")
+            continue
+        _check(value, hints[f.name], f.metadata, key, source)
+    if isinstance(config, LossConfig) and len(config.style_layer_weights) < len(config.style_layers):
+        # Extra weights are ignored (the first ones go with the layers), missing ones are an error.
+        raise InputError(source, f"'{prefix}style_layer_weights' needs a weight per style layer "
+                                 f"({len(config.style_layers)}), got {len(config.style_layer_weights)}")
 
 
 def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
-    text = str(hint)
+    origin, args = get_origin(hint), get_args(hint)
     try:
-        if isinstance(value, str):
-            value = _parse_literal(value, text)
-        if "tuple" in text:
+        if origin is Union:   # `X | None`
+            if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+                return None
+            (inner,) = [arg for arg in args if arg is not type(None)]
+            return _coerce(value, inner, key, source)
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [item.strip() for item in value.strip("()[] ").split(",") if item.strip()]
             items = value if isinstance(value, (list, tuple)) else [value]
-            inner = float if "float" in text else str
-            return tuple(inner(item) for item in items)
+            return tuple(_coerce(item, args[0], key, source) for item in items)
+        if origin is Literal:
+            return str(value).strip()
         if hint is bool:
+            if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+                return value.strip().lower() == "true"
             if not isinstance(value, bool):
                 raise ValueError("expected true or false")
             return value
         if hint is int:
-            if isinstance(value, float) and not value.is_integer():
+            if isinstance(value, bool):
                 raise ValueError("expected an integer")
-            return int(value)
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, float) and not number.is_integer():
+                raise ValueError("expected an integer")
+            return int(number)
         if hint is float:
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
             return float(value)
-        if "None" in text and value in (None, "", "none"):
-            return None
-        return str(value) if "str" in text else value
+        return str(value)
     except (TypeError, ValueError) as exc:
         raise InputError(source, f"bad value {value!r} for '{key}': {exc}") from None
 
 
-def _parse_literal(text: str, hint_text: str) -> Any:
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if "tuple" in hint_text:
-        return [item.strip() for item in text.strip("()[] ").split(",") if item.strip()]
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+def _check(value: Any, hint: Any, limits: Any, key: str, source: str) -> None:
+    """Raise InputError unless `value` has the field's type and lies in its choices and range."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Union and value is None:
+        return
+    if origin is Union:
+        hint = next(arg for arg in args if arg is not type(None))
+        origin, args = get_origin(hint), get_args(hint)
+    items = value if origin is tuple else (value,)
+    if origin is tuple and not isinstance(value, tuple):
+        raise InputError(source, f"bad value {value!r} for '{key}': expected a list")
+    if origin is tuple and not items:
+        raise InputError(source, f"bad value {value!r} for '{key}': expected at least one item")
+    item_hint = args[0] if origin is tuple else hint
+    for item in items:
+        _check_item(item, item_hint, limits, key, source)
+
+
+def _check_item(item: Any, hint: Any, limits: Any, key: str, source: str) -> None:
+    def refuse(problem: str) -> None:
+        raise InputError(source, f"bad value {item!r} for '{key}': {problem}")
+
+    if get_origin(hint) is Literal:
+        if item not in get_args(hint):
+            refuse(f"expected one of {', '.join(get_args(hint))}")
+        return
+    if hint is bool:
+        if not isinstance(item, bool):
+            refuse("expected true or false")
+        return
+    if hint in (int, float):
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or (hint is int and not isinstance(item, int)):
+            refuse(f"expected {'an integer' if hint is int else 'a number'}")
+        if not math.isfinite(item):
+            refuse("expected a finite number")
+    elif hint is str and not isinstance(item, str):
+        refuse("expected a string")
+    choices = limits.get("choices") or ()
+    if choices and item not in choices:
+        shown = ", ".join(name for name in choices if not name.startswith("conv")) if len(choices) > 12 else ", ".join(choices)
+        refuse(f"expected one of {shown}")
+    low, high = limits.get("low"), limits.get("high")
+    if item in (limits.get("also") or ()) or (low is None and high is None):
+        return
+    too_low = low is not None and (item <= low if limits.get("above") else item < low)
+    too_high = high is not None and (item >= high if limits.get("below") else item > high)
+    if too_low or too_high:
+        refuse(f"expected {_describe(limits)}")
+
+
+def _number(bound: float) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
+def _describe(limits: Any) -> str:
+    low, high = limits.get("low"), limits.get("high")
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if limits.get('above') else '>='} {_number(low)}")
+    if high is not None:
+        parts.append(f"{'<' if limits.get('below') else '<='} {_number(high)}")
+    text = " and ".join(parts)
+    also = limits.get("also") or ()
+    return text + (f" (or {', '.join(str(a) for a in also)})" if also else "")
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -212,4 +315,5 @@ def build_config(toml_path: str | Path | None = None, overrides: list[str] = (),
     for flag, value in (flags or {}).items():
         if value is not None:
             set_key(config, FLAG_KEYS[flag], value, f"--{flag.replace('_', '-')}")
+    validate(config, "config")
     return config

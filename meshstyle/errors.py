@@ -1,4 +1,4 @@
-"""Errors that the CLI turns into exit codes (DESIGN.md: 2 bad input, 1 internal, 130 interrupted)."""
+"""Errors that the CLI turns into exit codes (docs/DESIGN.md: 2 bad input, 1 internal, 130 interrupted)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +15,3 @@ class InputError(MeshstyleError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
-
-
-class NotBuiltError(MeshstyleError):
-    """A capability that is not built yet; the CLI says so in one line and exits 2."""

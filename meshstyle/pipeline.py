@@ -15,24 +15,26 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .atlas import Atlas, atlas_info, bake_texture, make_atlas, rasterize_atlas
-from .cameras import Camera, filter_views, for_scene
-from .config import StylizeConfig
-from .errors import InputError
-from .fragments import ViewPyramid
-from .losses import match_colors, style_targets
-from .paint import ColorTransform, normalized_style_features, palette_transform
-from .optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
+from meshstyle.atlas.unwrap import Atlas, atlas_info, bake_texture, make_atlas, rasterize_atlas
+from meshstyle.views.cameras import for_scene, view_coverage
+from meshstyle.config import StylizeConfig
+from meshstyle.errors import InputError
+from meshstyle.raster.fragments import ViewPyramid
+from meshstyle.stylize.losses import match_colors, style_targets
+from meshstyle.stylize.paint import ColorTransform, normalized_style_features, palette_transform
+from meshstyle.stylize.optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
                        render_patch, steps_per_second)
-from .patches import LevelPatch, reference_depth, split_by_depth
-from .progress import log, progress
-from .raster import Rasterizer, view_pyramids
-from .result import StylizeResult
-from .scans import content_target, default_texture_size, select_frames
-from .scene import Photo, Scene, TexturedMesh
-from .styles import load_style, resize_long_side
-from .texture import LaplacianTexture
-from .vgg import load_vgg
+from meshstyle.stylize.patches import LevelPatch, reference_depth, split_by_depth
+from meshstyle.common.progress import log, progress
+from meshstyle.raster.rasterizer import Rasterizer, view_pyramids
+from meshstyle.outputs.run_folder import StylizeResult
+from meshstyle.atlas.texture_size import default_texture_size
+from meshstyle.stylize.photo_targets import content_target
+from meshstyle.views.frame_selection import select_frames
+from meshstyle.geometry.scene import Photo, Scene, TexturedMesh, View
+from meshstyle.inputs.styles import load_style, resize_long_side
+from meshstyle.stylize.texture import LaplacianTexture
+from meshstyle.stylize.vgg import load_vgg, native_bfloat16
 
 CHECKPOINT_NAME = "checkpoint.pt"
 ASPECT = 4 / 3   # width / height of generated cameras
@@ -58,8 +60,8 @@ class Prepared:
     atlas: Atlas
     initial: np.ndarray               # (H,W,3) float32 initial texture (the mesh's own colours)
     start: np.ndarray                 # (H,W,3) float32 where the optimisation starts (after the palette step)
-    train_cameras: list[Camera]
-    holdout: list[Camera]
+    train: list[View]
+    holdout: list[View]
     views: list[TrainView]
     holdout_views: list[TrainView]
     objective: Objective
@@ -79,7 +81,7 @@ class Prepared:
 def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig | None = None,
             out_dir: Path | None = None, resume: bool = False) -> StylizeResult:
     """Repaint `scene`'s texture in the style of `style` (image file, built-in name or (H,W,3) array)."""
-    config = config if config is not None else StylizeConfig()
+    config = (config if config is not None else StylizeConfig()).validate()
     checkpoint_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     if resume and checkpoint_path is None:
         raise InputError(None, "resume needs the run folder (out_dir) that holds checkpoint.pt")
@@ -105,13 +107,14 @@ def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig 
     return StylizeResult(
         mesh=TexturedMesh(scene.vertices, scene.faces, atlas.uv, stylized),
         original=TexturedMesh(scene.vertices, scene.faces, atlas.uv, prepared.initial),
-        cameras=prepared.train_cameras, holdout=prepared.holdout, style_image=prepared.style_image,
+        views=prepared.train, holdout_views=prepared.holdout, style_image=prepared.style_image,
         config=config, scene=scene, history=outcome.history, timings=timings, info=info,
         checkpoint=outcome.checkpoint)
 
 
 def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig) -> Prepared:
     """Atlas, cameras, view pyramids, style targets and per-view patches: all but the optimisation."""
+    config.validate()
     configure_torch(config)
     device = torch.device(config.device)
     content_source = content_source_for(scene, config)
@@ -124,17 +127,21 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
     with stage("cameras", timings):
         rasterizer = Rasterizer(scene.vertices, scene.faces, atlas.uv)
         rng = np.random.default_rng(config.seed)
-        cameras, photos = choose_cameras(scene, rasterizer, config, rng)
-        kept, dropped = filter_views(cameras, rasterizer, config.cameras.min_coverage)
+        candidates = choose_views(scene, rasterizer, config, rng)
+        coverage = view_coverage([view.camera for view in candidates], rasterizer)
+        kept = [view for view, share in zip(candidates, coverage) if share >= config.cameras.min_coverage]
+        dropped = len(candidates) - len(kept)
         if not kept:
             raise InputError(scene.source or scene.name,
                              f"no camera view covers {config.cameras.min_coverage:.0%} of its image with the mesh")
-        train_cameras, holdout = split_holdout(kept, config.cameras.holdout, rng)
+        train, holdout = split_holdout(kept, config.cameras.holdout, rng)
 
     with stage("raster", timings):
         heights = pyramid_heights(config)
-        pyramids = view_pyramids(rasterizer, train_cameras, heights, cache_dir=config.raster.cache_dir)
-        holdout_pyramids = view_pyramids(rasterizer, holdout, heights, cache_dir=config.raster.cache_dir)
+        pyramids = view_pyramids(rasterizer, [view.camera for view in train], heights,
+                                 cache_dir=config.raster.cache_dir)
+        holdout_pyramids = view_pyramids(rasterizer, [view.camera for view in holdout], heights,
+                                         cache_dir=config.raster.cache_dir)
 
     with stage("targets", timings):
         vgg = load_vgg(device=device, dtype=vgg_dtype(config), channels_last=config.optim.channels_last)
@@ -153,21 +160,20 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         objective = Objective(vgg=vgg, style=targets, loss=config.loss, regularizer=config.texture.regularizer,
                               nnfm=nnfm_targets(vgg, style_image.to(device), config))
         depth_reference = reference_depth(pyramids, config.loss)
-        views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config, depth_reference,
-                            palette)
-                 for camera, pyramid in zip(train_cameras, progress(pyramids, desc="patches", unit="view"))]
+        views = [train_view(pyramid, initial_tensor, view.photo, content_source, config, depth_reference, palette)
+                 for view, pyramid in zip(train, progress(pyramids, desc="patches", unit="view"))]
         views = [view.to(device) for view in views if view.targets]
         if not views:
             raise InputError(scene.source or scene.name, "no training view has pixels to stylize")
-        holdout_views = [train_view(pyramid, initial_tensor, photos.get(id(camera)), content_source, config,
-                                    depth_reference, palette) for camera, pyramid in zip(holdout, holdout_pyramids)]
+        holdout_views = [train_view(pyramid, initial_tensor, view.photo, content_source, config,
+                                    depth_reference, palette) for view, pyramid in zip(holdout, holdout_pyramids)]
         holdout_views = [view.to(device) for view in holdout_views if view.targets]
 
     patches = [t.patch for view in views for t in view.targets]
     info = {
         "atlas": atlas_info(atlas),
         "texture_size": size,
-        "views": len(train_cameras),
+        "views": len(train),
         "holdout_views": len(holdout),
         "dropped_views": dropped,
         "coverage": float(np.mean([float(p.levels[0].mask.float().mean()) for p in pyramids])),
@@ -177,7 +183,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig)
         "patch_pixels_per_view": sum(p.pixels for p in patches) / len(views),
         "level_pixels": {str(k): sum(p.pixels for p in patches if p.level == k) for k in range(len(heights))},
     }
-    return Prepared(atlas=atlas, initial=initial, start=start, train_cameras=train_cameras, holdout=holdout, views=views,
+    return Prepared(atlas=atlas, initial=initial, start=start, train=train, holdout=holdout, views=views,
                     holdout_views=holdout_views, objective=objective,
                     style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings)
 
@@ -192,17 +198,17 @@ def style_pixels(style: str | Path | np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(load_style(style, size=size), dtype=np.float32)
 
 
-def choose_cameras(scene: Scene, rasterizer: Rasterizer, config: StylizeConfig,
-                   rng: np.random.Generator) -> tuple[list[Camera], dict[int, Photo]]:
-    """Training + holdout cameras, and the photo behind each camera that has one (keyed by id)."""
+def choose_views(scene: Scene, rasterizer: Rasterizer, config: StylizeConfig,
+                 rng: np.random.Generator) -> list[View]:
+    """Training + holdout views; a scan's views carry the photo taken from them."""
     wanted = config.cameras.views + config.cameras.holdout
     kind = config.cameras.kind
     if scene.photos and kind in ("auto", "poses"):
         photos, _report = select_frames(scene.photos, rasterizer, wanted, rng)
-        return [photo.camera for photo in photos], {id(photo.camera): photo for photo in photos}
+        return [View(photo.camera, photo) for photo in photos]
     height = config.raster.image_height
-    cameras = for_scene(scene, wanted, config.cameras, rng, int(round(height * ASPECT)), height)
-    return cameras, {}
+    cameras = for_scene(scene, wanted, config.cameras, rng, int(round(height * ASPECT)), height, rasterizer=rasterizer)
+    return [View(camera) for camera in cameras]
 
 
 def content_source_for(scene: Scene, config: StylizeConfig) -> str:
@@ -210,8 +216,6 @@ def content_source_for(scene: Scene, config: StylizeConfig) -> str:
     choice = config.loss.content_target
     if config.loss.style_only:
         return "none"
-    if choice not in ("auto", "photo", "mesh"):
-        raise InputError("loss.content_target", f"unknown value '{choice}' (auto, photo, mesh)")
     if choice == "photo" and not scene.photos:
         raise InputError(scene.source or scene.name, "loss.content_target = 'photo' needs a scan with photos")
     return "photo" if choice in ("auto", "photo") and scene.photos else "mesh"
@@ -264,7 +268,7 @@ def nnfm_targets(vgg: torch.nn.Module, style_image: torch.Tensor, config: Styliz
     loss = config.loss
     if loss.nnfm_weight <= 0 or not loss.nnfm_layers:
         return {}
-    from .losses import _rescale
+    from meshstyle.stylize.losses import _rescale
     pooled: dict[str, list[torch.Tensor]] = {layer: [] for layer in loss.nnfm_layers}
     with torch.no_grad():
         for scale in loss.style_scales:
@@ -290,12 +294,12 @@ def mesh_content(initial: torch.Tensor, patch: LevelPatch) -> tuple[torch.Tensor
     return image.contiguous(), patch.mask.to(torch.float32)[None, None]
 
 
-def split_holdout(cameras: list[Camera], holdout: int, rng: np.random.Generator) -> tuple[list[Camera], list[Camera]]:
+def split_holdout(views: list[View], holdout: int, rng: np.random.Generator) -> tuple[list[View], list[View]]:
     """Hold out `holdout` views chosen at random, never trained on; at least one view is kept for training."""
-    count = min(max(0, holdout), len(cameras) - 1)
-    held = set(rng.choice(len(cameras), size=count, replace=False).tolist()) if count else set()
-    train = [c for i, c in enumerate(cameras) if i not in held]
-    return train, [c for i, c in enumerate(cameras) if i in held]
+    count = min(max(0, holdout), len(views) - 1)
+    held = set(rng.choice(len(views), size=count, replace=False).tolist()) if count else set()
+    train = [v for i, v in enumerate(views) if i not in held]
+    return train, [v for i, v in enumerate(views) if i in held]
 
 
 def pyramid_heights(config: StylizeConfig) -> list[int]:
@@ -310,12 +314,9 @@ def vgg_dtype(config: StylizeConfig) -> torch.dtype:
     faster per step; "auto" uses it only on CPUs with native BF16, where it is fast."""
     choice = config.optim.precision
     if choice == "auto":
-        native = config.device == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        native = config.device == "cpu" and native_bfloat16()
         return torch.bfloat16 if native else torch.float32
-    precisions = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-    if choice not in precisions:
-        raise InputError("optim.precision", f"unknown precision '{choice}' (auto, float32, bfloat16)")
-    return precisions[choice]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[choice]
 
 
 def configure_torch(config: StylizeConfig) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from meshstyle.errors import InputError
-from meshstyle.scene import Scene
+from meshstyle.geometry.scene import Scene
 
 from .blob import demo_object
 from .room import demo_room

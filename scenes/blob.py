@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from meshstyle.scene import Appearance, Scene
+from meshstyle.geometry.scene import Appearance, Scene
 
 SUBDIVISIONS = 5              # 20480 triangles, about 1.3 cm edges at 1 m
 OBJECT_SIZE_M = 1.0

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import trimesh
 
-from meshstyle.scene import Appearance, Scene
+from meshstyle.geometry.scene import Appearance, Scene
 
 from .blob import smooth_noise
 

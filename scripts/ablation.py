@@ -10,7 +10,7 @@ budget and differ only in `loss.depth_aware` / `loss.angle_aware`:
 
 Each result is rendered from the same held-out walkthrough views (never trained on, drawn from a
 separate seed, larger than the training views so discs span enough pixels) and measured with
-`meshstyle.evaluate`'s circles metric; the figures are printed side by side. Expected: the full
+`meshstyle.evaluate.metrics`'s circles metric; the figures are printed side by side. Expected: the full
 method's `radius_spread` and `radius_depth_corr` are lower than 2d-only's (strokes keep one size
 on the surface, whatever the distance).
 
@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from meshstyle import cameras as camera_paths
+from meshstyle.views import cameras as camera_paths
 from meshstyle.config import StylizeConfig
-from meshstyle.evaluate import evaluate, format_table
-from meshstyle.io import write_image, write_json
+from meshstyle.evaluate.metrics import evaluate, format_table
+from meshstyle.common.io import write_image, write_json
 from meshstyle.pipeline import quick_config, stylize
-from meshstyle.progress import log
-from meshstyle.render import render_views
+from meshstyle.common.progress import log
+from meshstyle.outputs.render import render_views
 
 VARIANTS: dict[str, tuple[bool, bool]] = {   # name: (depth_aware, angle_aware)
     "full": (True, True),

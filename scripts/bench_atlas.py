@@ -31,7 +31,7 @@ def load(name: str):
         import open3d as o3d
         import trimesh
 
-        from meshstyle.loaders import load_mesh_file
+        from meshstyle.inputs.meshes import load_mesh_file
 
         timed("read PLY, trimesh", lambda: trimesh.load(REDKITCHEN, process=False))
         timed("read PLY, open3d", lambda: o3d.io.read_triangle_mesh(str(REDKITCHEN)))
@@ -42,11 +42,12 @@ def load(name: str):
 
 
 def bench(name: str, sizes: list[int]) -> None:
-    from meshstyle.atlas import (atlas_info, bake_texture, make_atlas, project_charts, rasterize_atlas,
+    from meshstyle.atlas.unwrap import (atlas_info, bake_texture, make_atlas, project_charts, rasterize_atlas,
                                  split_to_manifold)
     from meshstyle.config import SceneConfig
-    from meshstyle.export import read_textured, write_glb, write_obj
-    from meshstyle.scene import TexturedMesh
+    from meshstyle.inputs.textured import read_textured
+    from meshstyle.outputs.export import write_glb, write_obj
+    from meshstyle.geometry.scene import TexturedMesh
 
     print(f"{name}:")
     scene = load(name)

@@ -46,15 +46,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from meshstyle.config import StylizeConfig  # noqa: E402
-from meshstyle.evaluate import (CONTENT_LAYER, _FeatureCache, _Renderer, content_metrics,  # noqa: E402
-                                evaluate, style_metrics, RenderedView)
-from meshstyle.io import write_json  # noqa: E402
-from meshstyle.losses import style_targets  # noqa: E402
-from meshstyle.optimize import NEUTRAL_FILL, Objective, image_loss  # noqa: E402
-from meshstyle.paint import ColorTransform, palette_transform  # noqa: E402
+from meshstyle.common.io import write_json  # noqa: E402
+from meshstyle.evaluate.content import content_metrics  # noqa: E402
+from meshstyle.evaluate.features import CONTENT_LAYER, FeatureCache  # noqa: E402
+from meshstyle.evaluate.metrics import evaluate  # noqa: E402
+from meshstyle.evaluate.rendering import RenderedView, Renderer  # noqa: E402
+from meshstyle.evaluate.style import style_metrics  # noqa: E402
+from meshstyle.outputs.run_folder import load_result  # noqa: E402
 from meshstyle.pipeline import nnfm_targets, texture_sample  # noqa: E402
-from meshstyle.result import load_result  # noqa: E402
-from meshstyle.vgg import load_vgg  # noqa: E402
+from meshstyle.stylize.losses import style_targets  # noqa: E402
+from meshstyle.stylize.optimize import NEUTRAL_FILL, Objective, image_loss  # noqa: E402
+from meshstyle.stylize.paint import ColorTransform, palette_transform  # noqa: E402
+from meshstyle.stylize.vgg import load_vgg  # noqa: E402
 
 SCENES = {"demo-room": "demo-room", "redkitchen": "/work/shared/scans/redkitchen"}
 STYLES = ("starry_night", "great_wave")
@@ -154,7 +157,7 @@ def stylize_2d(content: torch.Tensor, start: torch.Tensor, mask: torch.Tensor, o
 
 
 def ceiling(loaded, config: StylizeConfig, config_dict: dict, steps: int, cache_dir: Path,
-            features: _FeatureCache) -> dict[str, float]:
+            features: FeatureCache) -> dict[str, float]:
     """Style and content distance of the held-out views stylized one by one as 2-D images."""
     cameras = loaded.holdout or loaded.cameras
     original = loaded.original
@@ -164,7 +167,7 @@ def ceiling(loaded, config: StylizeConfig, config_dict: dict, steps: int, cache_
         sample, used = texture_sample(original_chw, original.uv)
         style_chw = torch.from_numpy(np.ascontiguousarray(loaded.style_image, dtype=np.float32)).permute(2, 0, 1)
         palette = palette_transform(sample, style_chw, used, strength=min(1.0, config.loss.style_strength))
-    renderer = _Renderer(original)
+    renderer = Renderer(original)
     targets = renderer.render(cameras, original.texture, desc="ceiling targets")
     objective = None
     results: list[RenderedView] = []
@@ -223,7 +226,7 @@ def bench_one(scene: str, style: str, label: str, overrides: list[str], args: ar
     # step costs ~10x one at 192 px; both the 3-D result and the ceiling see the same scaled views.
     height = args.eval_height or config.raster.image_height
     loaded.holdout = [camera.scaled(height) for camera in loaded.holdout[:args.views]]
-    features = _FeatureCache(("relu1_1", "relu2_1", "relu3_1", "relu4_1", CONTENT_LAYER))
+    features = FeatureCache(("relu1_1", "relu2_1", "relu3_1", "relu4_1", CONTENT_LAYER))
     report = evaluate(loaded.mesh, original=loaded.original, cameras=loaded.cameras, holdout=loaded.holdout or None,
                       style_image=loaded.style_image, metrics=("style", "content", "seams", "coverage"))
     cache = Path(os.environ.get("MESHSTYLE_CACHE", Path.home() / ".cache" / "meshstyle")) / "bench_quality"
@@ -250,9 +253,9 @@ def bench_one(scene: str, style: str, label: str, overrides: list[str], args: ar
 
 def write_ceiling_sheet(path: Path, loaded, images: list[RenderedView]) -> None:
     """3-D result | 2-D ceiling per held-out view, for judging by eye."""
-    from meshstyle.io import write_image
+    from meshstyle.common.io import write_image
 
-    renderer = _Renderer(loaded.mesh)
+    renderer = Renderer(loaded.mesh)
     rendered = renderer.render([view.camera for view in images], loaded.mesh.texture, desc="sheet")
     rows = [np.concatenate([a.image, np.ones((a.image.shape[0], 4, 3), np.float32), b.image], axis=1)
             for a, b in zip(rendered, images)]
@@ -268,10 +271,10 @@ def write_strength_sheet(path: Path, runs: list[Path], strengths: list[float], h
 
     first = load_result(runs[0])
     cameras = [camera.scaled(height) for camera in (first.holdout or first.cameras)[:views]]
-    columns = [("original", _Renderer(first.original).render(cameras, first.original.texture, desc="sheet"))]
+    columns = [("original", Renderer(first.original).render(cameras, first.original.texture, desc="sheet"))]
     for run, value in zip(runs, strengths):
         loaded = load_result(run)
-        columns.append((f"style_strength {value:g}", _Renderer(loaded.mesh).render(cameras, loaded.mesh.texture,
+        columns.append((f"style_strength {value:g}", Renderer(loaded.mesh).render(cameras, loaded.mesh.texture,
                                                                                    desc="sheet")))
     gap, label = 6, 18
     width = cameras[0].width

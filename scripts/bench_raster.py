@@ -30,7 +30,7 @@ def dense_room():
     """A 4x5x2.7 m room (inward normals) subdivided to ~100k faces, with sphere 'furniture'."""
     import trimesh
 
-    from meshstyle.scene import Scene
+    from meshstyle.geometry.scene import Scene
 
     room = trimesh.creation.box(extents=(4.0, 5.0, 2.7))
     room.apply_translation((2.0, 2.5, 1.35))
@@ -47,7 +47,7 @@ def dense_room():
 
 
 def main() -> None:
-    from meshstyle.allocator import tune_allocator
+    from meshstyle.common.allocator import tune_allocator
 
     tune_allocator()  # as the CLI does: warm heap pages for per-view arrays
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,8 +61,8 @@ def main() -> None:
 
     import open3d.core as o3c
 
-    from meshstyle.cameras import walkthrough
-    from meshstyle.raster import Rasterizer, camera_rays
+    from meshstyle.views.cameras import walkthrough
+    from meshstyle.raster.rasterizer import Rasterizer, camera_rays
 
     scene, name = bench_scene()
     uv = (scene.vertices[scene.faces][..., :2] / np.ptp(scene.vertices[:, :2], axis=0)).astype(np.float32)

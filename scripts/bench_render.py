@@ -25,7 +25,7 @@ import numpy as np
 
 
 def main() -> int:
-    from meshstyle.allocator import tune_allocator
+    from meshstyle.common.allocator import tune_allocator
 
     tune_allocator()  # as the CLI does: warm heap pages for per-view arrays
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,11 +41,11 @@ def main() -> int:
     import open3d.core as o3c
     import open3d.t.geometry as o3dt
 
-    from meshstyle.atlas import bake_texture, make_atlas
-    from meshstyle.cameras import walkthrough
-    from meshstyle.raster import write_camera_rays
-    from meshstyle.render import ViewRenderer
-    from meshstyle.scene import TexturedMesh
+    from meshstyle.atlas.unwrap import bake_texture, make_atlas
+    from meshstyle.views.cameras import walkthrough
+    from meshstyle.raster.rasterizer import write_camera_rays
+    from meshstyle.outputs.render import ViewRenderer
+    from meshstyle.geometry.scene import TexturedMesh
     from scenes.room import demo_room
 
     scene = demo_room()

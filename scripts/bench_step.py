@@ -18,13 +18,13 @@ import torch
 
 import scenes
 from meshstyle.config import StylizeConfig
-from meshstyle.optimize import InterruptFlag, accumulate_gradients, optimize, precompute_content
+from meshstyle.stylize.optimize import InterruptFlag, accumulate_gradients, optimize, precompute_content
 from meshstyle.pipeline import prepare
-from meshstyle.texture import LaplacianTexture
+from meshstyle.stylize.texture import LaplacianTexture
 
 
 def main() -> None:
-    from meshstyle.allocator import tune_allocator
+    from meshstyle.common.allocator import tune_allocator
 
     tune_allocator()  # as the CLI does: warm heap pages for per-view arrays
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -8,10 +8,10 @@ import open3d as o3d
 import pytest
 import trimesh
 
-from meshstyle.atlas import (atlas_info, bake_texture, fill_gutter, make_atlas, project_charts,
+from meshstyle.atlas.unwrap import (atlas_info, bake_texture, fill_gutter, make_atlas, project_charts,
                              rasterize_atlas, split_to_manifold)
 from meshstyle.config import SceneConfig
-from meshstyle.scene import Appearance, Scene
+from meshstyle.geometry.scene import Appearance, Scene
 
 
 @pytest.fixture
@@ -193,9 +193,9 @@ def test_baked_vertex_colours_render_like_the_vertex_colours_of_demo_room():
     import torch
 
     import scenes
-    from meshstyle.cameras import Camera, intrinsics_from_fov, look_at
-    from meshstyle.raster import Rasterizer
-    from meshstyle.texture import sample
+    from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
+    from meshstyle.raster.rasterizer import Rasterizer
+    from meshstyle.stylize.texture import sample
 
     scene = scenes.build("demo-room")
     atlas = make_atlas(scene, 1024, SceneConfig())

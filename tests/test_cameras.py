@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import trimesh
 
-from meshstyle.cameras import (Camera, filter_views, for_scene, interpolate, intrinsics_from_fov, look_at, orbit,
+from meshstyle.views.cameras import (Camera, filter_views, for_scene, interpolate, intrinsics_from_fov, look_at, orbit,
                                walkthrough)
 from meshstyle.config import CameraConfig
 from meshstyle.errors import InputError
-from meshstyle.raster import Rasterizer
-from meshstyle.scene import Photo, Scene
+from meshstyle.raster.rasterizer import Rasterizer
+from meshstyle.geometry.scene import Photo, Scene
 
 ROOM = np.array([4.0, 5.0, 2.7])
 # A closed cupboard big enough to stand in, taller than the eye: a walkthrough must not put a camera inside.

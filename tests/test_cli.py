@@ -1,4 +1,4 @@
-"""CLI contracts of DESIGN.md: exit codes, one-line messages, config precedence."""
+"""CLI contracts of docs/DESIGN.md: exit codes, one-line messages, config precedence."""
 from __future__ import annotations
 
 import os

@@ -7,9 +7,11 @@ import math
 import numpy as np
 import trimesh
 
-from meshstyle.cameras import Camera, intrinsics_from_fov, look_at
-from meshstyle.evaluate import METRICS, evaluate, find_circles, flatten_metrics, format_table, rendered_views
-from meshstyle.scene import TexturedMesh
+from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
+from meshstyle.evaluate.circles import find_circles
+from meshstyle.evaluate.metrics import METRICS, evaluate, flatten_metrics, format_table
+from meshstyle.evaluate.rendering import rendered_views
+from meshstyle.geometry.scene import TexturedMesh
 
 PLANE_HALF = 1.0          # the plane spans [-1, 1] x [-1, 1] metres
 TEXTURE = 512             # texels per side: 256 texels per metre on the plane

@@ -9,14 +9,15 @@ import trimesh
 from PIL import Image
 from trimesh.visual.material import PBRMaterial
 
-from meshstyle.atlas import make_atlas, sample_wrapped
-from meshstyle.cameras import Camera, intrinsics_from_fov, look_at
+from meshstyle.atlas.unwrap import make_atlas, sample_wrapped
+from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
 from meshstyle.config import SceneConfig
 from meshstyle.errors import InputError
-from meshstyle.export import check_glb, glb_document, read_textured, up_to_gltf, write_glb, write_obj
-from meshstyle.raster import Rasterizer
-from meshstyle.render import psnr
-from meshstyle.scene import Scene, TexturedMesh
+from meshstyle.inputs.textured import read_textured
+from meshstyle.outputs.export import check_glb, glb_document, up_to_gltf, write_glb, write_obj
+from meshstyle.raster.rasterizer import Rasterizer
+from meshstyle.outputs.render import psnr
+from meshstyle.geometry.scene import Scene, TexturedMesh
 
 RED, GREEN, BLUE, YELLOW = (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0)
 # OBJ convention: (0,0) is the bottom-left of the image.
@@ -36,7 +37,7 @@ def render(mesh: TexturedMesh, cameras: list[Camera]) -> list[tuple[np.ndarray, 
     """(image, mask) per camera: fragments from the Rasterizer, colours from texture.sample."""
     import torch
 
-    from meshstyle.texture import sample
+    from meshstyle.stylize.texture import sample
 
     rasterizer = Rasterizer(mesh.vertices, mesh.faces, mesh.uv)
     texture = torch.from_numpy(np.ascontiguousarray(mesh.texture.transpose(2, 0, 1)))
@@ -93,7 +94,7 @@ def test_glb_is_what_a_browser_viewer_expects(tmp_path):
     # The root node turns z-up into glTF's y-up; the up axis is recorded for our own reader.
     assert np.allclose(np.reshape(document["nodes"][0]["matrix"], (4, 4)).T, up_to_gltf((0, 0, 1)))
     assert document["scenes"][0]["extras"]["meshstyle"]["up"] == [0, 0, 1]
-    # trimesh's default material, for contrast, is what TRAPS.md warns about: check_glb notices.
+    # trimesh's default material, for contrast, is what docs/TRAPS.md warns about: check_glb notices.
     plain = trimesh.Trimesh(*(lambda m: (m.vertices, m.faces))(four_corner_quad()), process=False)
     plain.visual = trimesh.visual.TextureVisuals(uv=np.zeros((4, 2)), image=Image.new("RGB", (2, 2)))
     plain.export(tmp_path / "plain.glb")
@@ -171,7 +172,7 @@ def test_read_textured_rebakes_several_textures_and_refuses_none(tmp_path, monke
 
 
 def test_glb_round_trip_restores_our_up_axis(tmp_path):
-    from meshstyle.loaders import load_mesh_file
+    from meshstyle.inputs.meshes import load_mesh_file
 
     quad = four_corner_quad()
     write_glb(quad, tmp_path / "quad.glb")

@@ -8,7 +8,8 @@ from PIL import Image
 from trimesh.visual.material import PBRMaterial, SimpleMaterial
 
 from meshstyle.errors import InputError
-from meshstyle.loaders import guess_kind, load_mesh_file, load_scene
+from meshstyle.inputs.load import load_scene
+from meshstyle.inputs.meshes import guess_kind, load_mesh_file
 
 QUAD_VERTICES = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], dtype=float)
 QUAD_FACES = np.array([[0, 1, 2], [0, 2, 3]])

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from meshstyle.losses import (RGB_TO_YIQ, StyleTargets, content_loss, gram, keep_luminance_only, match_colors,
+from meshstyle.stylize.losses import (StyleTargets, content_loss, gram, match_colors,
                               mean_std, style_layer_losses, style_loss, style_targets, tv_loss, weight_at)
-from meshstyle.vgg import load_vgg
+from meshstyle.stylize.vgg import load_vgg
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1"]
 
@@ -172,12 +172,3 @@ def test_match_colors_gives_the_style_the_content_colour_statistics():
     affine = torch.cat([flat_style, torch.ones(1, flat_style.shape[1])])
     solution = torch.linalg.lstsq(affine.T, flat_matched.T).solution
     assert torch.allclose(affine.T @ solution, flat_matched.T, atol=1e-4)
-
-
-def test_keep_luminance_only_takes_luminance_from_stylized_and_chroma_from_original():
-    stylized, original = smooth_image(18, 16, 0.35, 0.65), smooth_image(19, 16, 0.35, 0.65)
-    combined = keep_luminance_only(stylized[None], original[None])[0]
-    yiq = lambda image: torch.einsum("ij,jhw->ihw", RGB_TO_YIQ, image)  # noqa: E731
-    assert torch.allclose(yiq(combined)[0], yiq(stylized)[0], atol=1e-5)
-    assert torch.allclose(yiq(combined)[1:], yiq(original)[1:], atol=1e-5)
-    assert not torch.allclose(combined, original, atol=1e-2)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from meshstyle.paint import (ColorTransform, color_moments, nearest_style, nnfm_loss, normalized_style_features,
+from meshstyle.stylize.paint import (ColorTransform, color_moments, nearest_style, nnfm_loss, normalized_style_features,
                              palette_transform)
-from meshstyle.styles import make_style
-from meshstyle.vgg import load_vgg
+from meshstyle.inputs.styles import make_style
+from meshstyle.stylize.vgg import load_vgg
 
 
 def smooth_image(seed: int, size: int = 64, low: float = 0.35, high: float = 0.65) -> torch.Tensor:
@@ -76,7 +76,8 @@ def test_nnfm_moves_a_2d_image_towards_the_style_features():
 
 
 def style_distance(image: torch.Tensor, style: torch.Tensor) -> float:
-    from meshstyle.evaluate import RenderedView, style_metrics
+    from meshstyle.evaluate.rendering import RenderedView
+    from meshstyle.evaluate.style import style_metrics
 
     class Covered:
         mask = torch.ones(image.shape[1:], dtype=torch.bool)

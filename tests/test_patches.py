@@ -8,11 +8,11 @@ import pytest
 import torch
 import trimesh
 
-from meshstyle.cameras import Camera, intrinsics_from_fov, look_at
+from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
 from meshstyle.config import LossConfig, RasterConfig
-from meshstyle.patches import (active_boxes, angle_weight, depth_weights, level_of_depth,
+from meshstyle.stylize.patches import (active_boxes, angle_weight, depth_weights, level_of_depth,
                                split_by_depth)
-from meshstyle.raster import Rasterizer
+from meshstyle.raster.rasterizer import Rasterizer
 
 HEIGHT, WIDTH = 96, 128
 

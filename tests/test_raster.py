@@ -6,9 +6,9 @@ import pytest
 import torch
 import trimesh
 
-from meshstyle.cameras import Camera, intrinsics_from_fov, look_at
-from meshstyle.fragments import FIELDS
-from meshstyle.raster import Rasterizer, shade_samples, view_pyramids
+from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
+from meshstyle.raster.fragments import FIELDS
+from meshstyle.raster.rasterizer import Rasterizer, shade_samples, view_pyramids
 
 UP_Y = np.array([0.0, 1.0, 0.0])
 

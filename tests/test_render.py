@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from meshstyle.cameras import Camera, intrinsics_from_fov, look_at
+from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
 from meshstyle.errors import InputError
-from meshstyle.io import read_image
-from meshstyle.raster import Rasterizer
-from meshstyle.render import (AMBIENT, PackedMipmap, ViewRenderer, contact_sheet, psnr, render_fragments,
+from meshstyle.common.io import read_image
+from meshstyle.raster.rasterizer import Rasterizer
+from meshstyle.outputs.render import (AMBIENT, PackedMipmap, ViewRenderer, contact_sheet, psnr, render_fragments,
                               render_views, write_video, write_views, write_views_and_video)
-from meshstyle.scene import TexturedMesh
-from meshstyle.texture import sample
-from meshstyle.trajectories import read_cameras, trajectory, write_cameras
+from meshstyle.geometry.scene import TexturedMesh
+from meshstyle.stylize.texture import sample
+from meshstyle.views.trajectories import read_cameras, trajectory, write_cameras
 
 RED, GREEN, BLUE, YELLOW = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0)
 
@@ -208,7 +208,8 @@ def test_cameras_of_different_sizes_render_at_their_own_sizes(cache_dir):
 # --- files: GLB round trip, cache, PNG / MP4 outputs ----------------------------------------------
 
 def test_glb_round_trip_renders_like_the_mesh_in_memory(tmp_path, cache_dir):
-    from meshstyle.export import read_textured, write_glb
+    from meshstyle.inputs.textured import read_textured
+    from meshstyle.outputs.export import write_glb
 
     mesh = bumpy_sheet(np.random.default_rng(0))
     write_glb(mesh, tmp_path / "mesh.glb")

@@ -16,13 +16,17 @@ import torch
 import trimesh
 from scipy.ndimage import gaussian_filter
 
-from meshstyle.cameras import Camera, look_at
+from meshstyle.views.cameras import Camera, look_at
 from meshstyle.config import SceneConfig
 from meshstyle.errors import InputError
-from meshstyle.raster import Rasterizer
-from meshstyle.scans import (OPENGL_TO_OPENCV, content_target, default_texture_size, frame_subset,
-                             level_with_floor, load_scan, select_frames, up_from_cameras)
-from meshstyle.scene import Photo, Scene
+from meshstyle.raster.rasterizer import Rasterizer
+from meshstyle.atlas.texture_size import default_texture_size
+from meshstyle.geometry.camera import OPENGL_TO_OPENCV
+from meshstyle.inputs.scans import frame_subset, load_scan
+from meshstyle.inputs.up_axis import level_with_floor, up_from_cameras
+from meshstyle.stylize.photo_targets import content_target
+from meshstyle.views.frame_selection import select_frames
+from meshstyle.geometry.scene import Photo, Scene
 
 WIDTH, HEIGHT = 64, 48
 K = np.array([[40.0, 0.0, 31.5], [0.0, 40.0, 23.5], [0.0, 0.0, 1.0]])

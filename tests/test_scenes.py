@@ -9,7 +9,7 @@ from scipy.sparse.csgraph import connected_components
 
 import scenes
 from meshstyle.errors import InputError
-from meshstyle.scene import Scene
+from meshstyle.geometry.scene import Scene
 from scenes.room import OPENINGS, ROOM_SIZE
 
 

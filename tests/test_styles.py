@@ -6,8 +6,8 @@ import pytest
 from scipy import ndimage
 
 from meshstyle.errors import InputError
-from meshstyle.io import write_bytes, write_image
-from meshstyle.styles import STYLES, load_style, make_style, resize_long_side, style_names
+from meshstyle.common.io import write_bytes, write_image
+from meshstyle.inputs.styles import STYLES, load_style, make_style, resize_long_side, style_names
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Metrics of a stylized mesh: circles, style, content, seams, coverage."""

@@ -1,0 +1,1 @@
+"""Shared data types and their maths, a leaf under every stage: Camera, Scene/Photo/View, per-face quantities, world axes."""

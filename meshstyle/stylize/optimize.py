@@ -1,0 +1,391 @@
+"""The optimiser loop: repaint a Laplacian texture so every training view matches the style.
+
+One step draws `views_per_step` views (a fresh random order each epoch, a pure function of the
+seed and the epoch, so a resumed run draws the same views), and for every depth-split patch of
+those views samples the texture at the patch's UVs, runs VGG on the crop and adds the weighted
+style loss and the content loss. Patches are back-propagated one at a time into a detached copy of
+the summed texture, and that gradient is pushed through the Laplacian layers once per step: memory
+stays at one VGG graph however many patches a step holds.
+
+Choices: Adam with an exponential learning-rate decay (lr -> lr * lr_decay over the run); the
+summed texture is clamped to [0,1] once per step, outside the graph, by correcting the finest
+Laplacian layer (docs/TRAPS.md). The Laplacian-layer penalty is off by default (texture.regularizer = 0):
+StyleMesh's [8,4,2,0] x 5e3 erased the fine layers and blurred the texture (docs/TRAPS.md); the coarse
+layers already spread each view's gradient over neighbouring texels.
+
+Checkpoints (texture layers, optimiser state, step, schedule seed, history) are written atomically
+every `checkpoint_every_s` and when the run is interrupted; Ctrl-C is honoured between patches so a
+checkpoint never holds a half-applied step.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from meshstyle.config import LossConfig, OptimConfig
+from meshstyle.errors import InputError
+from meshstyle.common.io import atomic_path
+from meshstyle.stylize.losses import StyleTargets, content_loss, style_loss, tv_loss
+from meshstyle.stylize.paint import nnfm_loss
+from meshstyle.stylize.patches import LevelPatch
+from meshstyle.common.progress import progress
+from meshstyle.stylize.texture import LaplacianTexture, sample
+
+CHECKPOINT_VERSION = 1
+NEUTRAL_FILL = 0.5   # grey behind uncovered pixels: no style pull towards any colour
+
+
+@dataclass
+class PatchTarget:
+    """A patch with its content target crop (the image the view should still resemble)."""
+    patch: LevelPatch
+    content_image: torch.Tensor | None    # (3,h,w) in [0,1], or None in style-only mode
+    content_weight: torch.Tensor | None   # (1,1,h,w): 1 where the content target is valid
+
+    def to(self, device: str | torch.device) -> "PatchTarget":
+        move = lambda tensor: None if tensor is None else tensor.to(device)  # noqa: E731
+        return PatchTarget(self.patch.to(device), move(self.content_image), move(self.content_weight))
+
+
+@dataclass
+class TrainView:
+    """One optimisation view: its depth-split patches and their content targets."""
+    targets: list[PatchTarget]
+
+    def to(self, device: str | torch.device) -> "TrainView":
+        return TrainView([target.to(device) for target in self.targets])
+
+
+@dataclass
+class Objective:
+    """What the loss is made of; fixed for a run."""
+    vgg: torch.nn.Module
+    style: StyleTargets
+    loss: LossConfig
+    regularizer: float = 0.0          # weight of the Laplacian-layer penalty
+    nnfm: dict[str, torch.Tensor] = field(default_factory=dict)   # layer -> (M,C) unit style features
+
+    @property
+    def style_weight(self) -> float:
+        # The style-strength knob scales the style terms only, so 1.0 is the tuned balance.
+        return self.loss.style_weight * self.loss.style_strength
+
+    @property
+    def nnfm_weight(self) -> float:
+        return self.loss.nnfm_weight * self.loss.style_strength if self.nnfm else 0.0
+
+    @property
+    def content_weight(self) -> float:
+        return 0.0 if self.loss.style_only else self.loss.content_weight
+
+    @property
+    def layer_weights(self) -> dict[str, float]:
+        return dict(zip(self.loss.style_layers, self.loss.style_layer_weights))
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        layers = tuple(self.loss.style_layers) if self.style_weight > 0 else ()
+        if self.nnfm_weight > 0:
+            layers += tuple(layer for layer in self.nnfm if layer not in layers)
+        if self.content_weight > 0 and self.loss.content_layer not in layers:
+            layers += (self.loss.content_layer,)
+        return layers
+
+
+@dataclass
+class LossTerms:
+    style: float = 0.0
+    content: float = 0.0
+    tv: float = 0.0
+    regularizer: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.style + self.content + self.tv + self.regularizer
+
+
+@dataclass
+class OptimizeResult:
+    texture: torch.Tensor             # (3,H,W) final summed texture in [0,1]
+    history: list[dict[str, float]]
+    checkpoint: dict[str, Any]
+    steps_run: int                    # steps this call ran (fewer than iters after a resume)
+    seconds: float
+
+
+def views_for_step(step: int, n_views: int, views_per_step: int, seed: int) -> list[int]:
+    """Which views step `step` trains on: consecutive slices of per-epoch random permutations.
+
+    A pure function of (seed, step), so resuming needs no generator state beyond the step.
+    """
+    chosen = []
+    for slot in range(step * views_per_step, (step + 1) * views_per_step):
+        epoch, position = divmod(slot, n_views)
+        order = np.random.default_rng([seed, epoch]).permutation(n_views)
+        chosen.append(int(order[position]))
+    return chosen
+
+
+def learning_rate(step: int, optim: OptimConfig) -> float:
+    """Exponential decay from `lr` to `lr * lr_decay` over the run."""
+    progress_share = step / max(1, optim.iters - 1)
+    return optim.lr * optim.lr_decay ** progress_share
+
+
+def layer_groups(texture: LaplacianTexture, optim: OptimConfig) -> list[dict[str, Any]]:
+    """One Adam group per Laplacian layer, the learning rate shrinking by `coarse_lr_scale` per level.
+
+    Adam moves every parameter by about lr per step whatever its gradient, and one coarse texel
+    spans 4^k fine ones: at the same rate the coarse layers paint large blotches of drifting colour
+    (the rainbow look) before the fine layers have drawn any stroke."""
+    return [{"params": [layer], "lr_scale": optim.coarse_lr_scale ** level}
+            for level, layer in enumerate(texture.layers)]
+
+
+def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objective,
+             optim: OptimConfig, seed: int, *, checkpoint_path: Path | None = None,
+             resume: dict[str, Any] | None = None,
+             on_step: Callable[[int, dict[str, float]], None] | None = None) -> OptimizeResult:
+    """Run the optimisation from scratch or from a checkpoint dict (`resume`) up to `optim.iters`.
+
+    `on_step(step, record)` is called after each completed step (tests use it to interrupt a run).
+    """
+    if not views:
+        raise ValueError("no training views to optimise on")
+    optimizer = torch.optim.Adam(layer_groups(texture, optim), lr=optim.lr)
+    history: list[dict[str, float]] = []
+    start = 0
+    if resume is not None:
+        start, history = restore(resume, texture, optimizer, seed, checkpoint_path)
+    content_features = precompute_content(views, objective)
+    views_per_step = max(1, min(optim.views_per_step, len(views)))
+    started = time.perf_counter()
+    last_checkpoint = started
+    bar = progress(total=optim.iters, desc="stylize", unit="step")
+    bar.update(start)
+    try:
+        with deferred_interrupt() as interrupt:
+            for step in range(start, optim.iters):
+                step_started = time.perf_counter()
+                lr = learning_rate(step, optim)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * group["lr_scale"]
+                chosen = views_for_step(step, len(views), views_per_step, seed)
+                terms = accumulate_gradients(texture, [views[i] for i in chosen], chosen, objective,
+                                             content_features, interrupt)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                texture.clamp_()
+                record = {"step": step + 1, "total": terms.total, "style": terms.style,
+                          "content": terms.content, "tv": terms.tv, "regularizer": terms.regularizer,
+                          "lr": lr, "seconds": time.perf_counter() - step_started}
+                history.append(record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{terms.total:.3g}", style=f"{terms.style:.3g}",
+                                content=f"{terms.content:.3g}")
+                if on_step is not None:
+                    on_step(step + 1, record)
+                if interrupt.requested:
+                    raise KeyboardInterrupt
+                now = time.perf_counter()
+                if checkpoint_path is not None and now - last_checkpoint >= optim.checkpoint_every_s:
+                    save_checkpoint(checkpoint_path, make_checkpoint(texture, optimizer, step + 1, seed, history))
+                    last_checkpoint = now
+    except KeyboardInterrupt:
+        # `history` holds exactly the completed steps; the interrupted one changed no parameter.
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, make_checkpoint(texture, optimizer, len(history), seed, history))
+        raise
+    finally:
+        bar.close()
+    checkpoint = make_checkpoint(texture, optimizer, len(history), seed, history)
+    if checkpoint_path is not None:
+        save_checkpoint(checkpoint_path, checkpoint)
+    with torch.no_grad():
+        final = texture().clamp(0.0, 1.0)
+    return OptimizeResult(texture=final, history=history, checkpoint=checkpoint,
+                          steps_run=len(history) - start, seconds=time.perf_counter() - started)
+
+
+def precompute_content(views: list[TrainView], objective: Objective) -> dict[tuple[int, int], torch.Tensor]:
+    """Content-layer features of every patch's content target, keyed (view, patch): computed once."""
+    features: dict[tuple[int, int], torch.Tensor] = {}
+    if objective.content_weight <= 0:
+        return features
+    layer = objective.loss.content_layer
+    with torch.no_grad():
+        for view_id, view in enumerate(progress(views, desc="content features", unit="view")):
+            for index, target in enumerate(view.targets):
+                if target.content_image is not None:
+                    features[(view_id, index)] = objective.vgg(target.content_image[None], (layer,))[layer]
+    return features
+
+
+def accumulate_gradients(texture: LaplacianTexture, views: list[TrainView], view_ids: list[int],
+                         objective: Objective, content_features: dict[tuple[int, int], torch.Tensor],
+                         interrupt: "InterruptFlag") -> LossTerms:
+    """Back-propagate the step's loss into the texture's layers; returns the loss terms."""
+    image = texture()
+    # Each patch back-propagates into this leaf and frees its VGG graph before the next one.
+    leaf = image.detach().requires_grad_(True)
+    terms = LossTerms()
+    view_share = 1.0 / len(views)
+    for view, view_id in zip(views, view_ids):
+        for index, target in enumerate(view.targets):
+            if interrupt.requested:
+                raise KeyboardInterrupt
+            patch_terms = patch_loss(leaf, target, objective, content_features.get((view_id, index)))
+            scale = view_share * target.patch.share
+            (scale * (patch_terms[0] + patch_terms[1])).backward()
+            terms.style += scale * patch_terms[0].item()
+            terms.content += scale * patch_terms[1].item()
+    roots, gradients = [image], [leaf.grad if leaf.grad is not None else torch.zeros_like(image)]
+    if objective.loss.tv_weight > 0:
+        tv = objective.loss.tv_weight * tv_loss(image)
+        terms.tv = tv.item()
+        roots.append(tv)
+        gradients.append(torch.ones_like(tv))
+    if objective.regularizer > 0:
+        penalty = objective.regularizer * texture.regularizer()
+        terms.regularizer = penalty.item()
+        roots.append(penalty)
+        gradients.append(torch.ones_like(penalty))
+    # One backward through the Laplacian sum: the patches' gradient plus the global terms.
+    torch.autograd.backward(roots, gradients)
+    return terms
+
+
+def evaluate_views(image: torch.Tensor, views: list[TrainView], objective: Objective) -> LossTerms:
+    """Mean weighted style and content loss of `views` seen on texture `image` (3,H,W), without gradients."""
+    terms = LossTerms()
+    content_features = precompute_content(views, objective)
+    with torch.no_grad():
+        for view_id, view in enumerate(views):
+            for index, target in enumerate(view.targets):
+                style, content = patch_loss(image, target, objective, content_features.get((view_id, index)))
+                terms.style += target.patch.share * style.item() / len(views)
+                terms.content += target.patch.share * content.item() / len(views)
+    return terms
+
+
+def patch_loss(image: torch.Tensor, target: PatchTarget, objective: Objective,
+               content_features: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted style loss, weighted content loss) of one patch rendered from `image`."""
+    patch = target.patch
+    return image_loss(render_patch(image, patch), patch.weight, objective, content_features, target.content_weight)
+
+
+def image_loss(rendered: torch.Tensor, weight: torch.Tensor | None, objective: Objective,
+               content_features: torch.Tensor | None,
+               content_weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted style loss, weighted content loss) of one image (3,h,w): the loss of every 3-D patch
+    and of the 2-D ceiling (scripts/bench_quality.py), so both optimise exactly the same objective.
+
+    `weight` (1,1,h,w) weighs the style statistics, `content_weight` the content error."""
+    features = objective.vgg(rendered[None], objective.layers)
+    style = rendered.new_zeros(())
+    if objective.style_weight > 0:
+        style = objective.style_weight * style_loss(features, weight, objective.style, objective.layer_weights)
+    if objective.nnfm_weight > 0:
+        search = getattr(objective.vgg, "compute_dtype", torch.float32)
+        nnfm = sum(nnfm_loss(features[layer], targets, weight, search_dtype=search)
+                   for layer, targets in objective.nnfm.items())
+        style = style + objective.nnfm_weight / len(objective.nnfm) * nnfm
+    content = rendered.new_zeros(())
+    if objective.content_weight > 0 and content_features is not None:
+        layer = objective.loss.content_layer
+        content = objective.content_weight * content_loss(features, {layer: content_features},
+                                                          content_weight, layer)
+    return style, content
+
+
+def render_patch(image: torch.Tensor, patch: LevelPatch) -> torch.Tensor:
+    """(3,h,w) the texture seen through a patch's UVs, uncovered pixels over a neutral grey."""
+    colours = sample(image, patch.uv, footprint=patch.footprint, mask=patch.mask)
+    return torch.where(patch.mask[None], colours, colours.new_full((), NEUTRAL_FILL))
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+def make_checkpoint(texture: LaplacianTexture, optimizer: torch.optim.Optimizer, step: int, seed: int,
+                    history: list[dict[str, float]]) -> dict[str, Any]:
+    # The view schedule is a counter-based generator (seed, epoch): its whole state is seed + step.
+    return {"version": CHECKPOINT_VERSION, "step": step, "rng": {"seed": seed, "step": step},
+            "texture": {k: v.detach().clone() for k, v in texture.state_dict().items()},
+            "optimizer": optimizer.state_dict(), "history": [dict(r) for r in history]}
+
+
+def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no checkpoint to resume from")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a truncated or foreign file
+        raise InputError(path, f"cannot read checkpoint ({type(exc).__name__})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise InputError(path, "not a meshstyle checkpoint of this version")
+    return checkpoint
+
+
+def restore(checkpoint: dict[str, Any], texture: LaplacianTexture, optimizer: torch.optim.Optimizer,
+            seed: int, source: Path | None) -> tuple[int, list[dict[str, float]]]:
+    """Load a checkpoint into the texture and optimiser; returns (next step, history so far)."""
+    where = source if source is not None else "checkpoint"
+    if checkpoint["rng"]["seed"] != seed:
+        raise InputError(where, f"was written with seed {checkpoint['rng']['seed']}, not {seed}")
+    expected = {k: tuple(v.shape) for k, v in texture.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in checkpoint["texture"].items()}
+    if expected != found:
+        raise InputError(where, "texture layers differ from this config (texture size or levels changed)")
+    texture.load_state_dict(checkpoint["texture"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    return int(checkpoint["step"]), [dict(r) for r in checkpoint["history"]]
+
+
+# --- Ctrl-C between patches --------------------------------------------------------------------
+
+@dataclass
+class InterruptFlag:
+    requested: bool = False
+    presses: int = field(default=0)
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[InterruptFlag]:
+    """Turn the first SIGINT into a flag the loop checks between patches; a second one raises at once."""
+    flag = InterruptFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        flag.presses += 1
+        flag.requested = True
+        if flag.presses > 1:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def steps_per_second(history: list[dict[str, float]]) -> float:
+    seconds = sum(r["seconds"] for r in history)
+    return len(history) / seconds if seconds > 0 else math.nan

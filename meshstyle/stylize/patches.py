@@ -1,0 +1,236 @@
+"""Depth-split patches and view-angle weights: which pixels of which pyramid level feed the style loss.
+
+Depth (StyleMesh's "depth-aware" patches). One pixel of an image `h` pixels high, at z-depth `d`,
+spans `d / f_h` metres on a fronto-parallel surface, where `f_h` is the focal length in pixels at
+that height (it scales with `h`). A VGG feature covers a fixed number of pixels, so for a brush
+stroke to keep one size in the world a pixel at depth `d` should be seen in an image of height
+
+    h*(d) = h_0 * d / d_0,
+
+where `h_0` is the coarsest level's height and `d_0` the *reference depth*: the depth at which the
+coarsest level already has the wanted size (one scene-wide constant, so strokes also match across
+views; see `reference_depth`). In pyramid-level units (level k has height h_0 * s**k) that is
+
+    level(d) = log(d / d_0) / log(s),   clipped to [0, levels - 1].
+
+Each pixel's weight is split between the two nearest levels by linear interpolation in that
+log-height, cross-fading over a band `level_blend` levels wide centred half-way between them
+(w_k = clip(0.5 + (0.5 - |level(d) - k|) / blend, 0, 1); blend = 1 is plain linear interpolation).
+The weights of one surface point sum to 1 over the levels, so no part of the surface is counted
+twice; a narrow band keeps the levels' pixel sets, and so their VGG crops, mostly apart. Far pixels go to the finer (higher) levels,
+near ones to the coarse level; beyond the pyramid's range the nearest end level takes them.
+
+VGG then runs per level only on the bounding box(es) of the pixels with weight at that level, plus
+a margin of context, instead of on whole frames (docs/TRAPS.md: whole-frame VGG at a third level cost
+2.5x for 3% of the pixels). Levels holding too small a share of the view's weight are skipped.
+
+Angle. Surfaces seen at a grazing angle are stretched in the image, so a stroke painted there would
+be smeared along the surface. Like StyleMesh, pixels whose view ray meets the normal at more than
+`angle_threshold_deg` get no style gradient; the others are weighted by cos(angle), the
+foreshortening of their texels, so head-on views of a surface dominate.
+
+With `depth_aware` off there is one level (the coarsest); with `angle_aware` off every covered
+pixel weighs 1: together the "2-D only" ablation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from meshstyle.config import LossConfig, RasterConfig
+from meshstyle.raster.fragments import Fragments, ViewPyramid
+
+Box = tuple[int, int, int, int]   # (y0, y1, x0, x1), half-open, in pixels of the patch's level
+
+
+@dataclass
+class LevelPatch:
+    """One crop of one pyramid level of one view, with what the loss needs from its fragments."""
+    level: int
+    box: Box
+    weight: torch.Tensor      # (1,1,h,w) style weight: depth share * angle weight, 0 off the mesh
+    uv: torch.Tensor          # (h,w,2) crop of the level's UVs
+    footprint: torch.Tensor   # (h,w) crop of the level's texel footprint
+    mask: torch.Tensor        # (h,w) bool crop of the level's coverage
+    share: float = 1.0        # this patch's part of the view's style weight (patches sum to 1)
+
+    def to(self, device: str | torch.device) -> "LevelPatch":
+        return LevelPatch(self.level, self.box, self.weight.to(device), self.uv.to(device),
+                          self.footprint.to(device), self.mask.to(device), self.share)
+
+    @property
+    def pixels(self) -> int:
+        return int(self.weight.shape[-2] * self.weight.shape[-1])
+
+
+def angle_weight(fragments: Fragments, config: LossConfig) -> torch.Tensor:
+    """(H,W) style weight from the view angle: cos(angle) up to the threshold, 0 beyond and off the mesh."""
+    covered = fragments.mask.to(torch.float32)
+    if not config.angle_aware:
+        return covered
+    cos_threshold = math.cos(math.radians(config.angle_threshold_deg))
+    cos_angle = fragments.cos_angle.clamp(0.0, 1.0)
+    return torch.where(cos_angle >= cos_threshold, cos_angle, torch.zeros_like(cos_angle)) * covered
+
+
+def level_of_depth(depth: torch.Tensor, reference: float, raster: RasterConfig) -> torch.Tensor:
+    """Continuous pyramid level wanted by each depth (module docstring), clipped to the pyramid."""
+    top = max(0, raster.levels - 1)
+    if top == 0:
+        return torch.zeros_like(depth)
+    level = torch.log(depth.clamp_min(1e-6) / reference) / math.log(raster.level_scale)
+    return level.clamp(0.0, float(top))
+
+
+def depth_weights(fragments: Fragments, level: int, reference: float, raster: RasterConfig,
+                  blend: float = 1.0) -> torch.Tensor:
+    """(H,W) share of each pixel of `fragments` (rendered at pyramid `level`) that belongs to that level.
+
+    `blend` is the width, in levels, of the cross-fade centred half-way between two levels: 1 is
+    the plain linear interpolation, smaller values give each level more pixels of its own (and VGG
+    smaller crops) at the price of a sharper hand-over.
+    """
+    wanted = level_of_depth(fragments.depth, reference, raster)
+    distance = (wanted - level).abs()
+    share = ((0.5 - distance) / max(blend, 1e-6) + 0.5).clamp(0.0, 1.0)
+    return share * fragments.mask.to(torch.float32)
+
+
+def reference_depth(pyramids: list[ViewPyramid], config: LossConfig) -> float:
+    """The scene-wide depth d_0 at which the coarsest level has the wanted stroke size.
+
+    `config.reference_depth` > 0 fixes it in metres; otherwise it is the
+    `reference_depth_quantile` of the covered depths of all views, so that share of the pixels is
+    seen at the coarse level (or nearer) and the rest climbs the pyramid with distance.
+    """
+    if config.reference_depth > 0:
+        return float(config.reference_depth)
+    depths = [p.levels[0].depth[p.levels[0].mask] for p in pyramids]
+    depths = torch.cat([d.reshape(-1) for d in depths]) if depths else torch.zeros(0)
+    if depths.numel() == 0:
+        return 1.0
+    # torch.quantile refuses very large inputs; a fixed stride keeps it exact enough and deterministic.
+    stride = max(1, depths.numel() // 1_000_000)
+    return float(torch.quantile(depths[::stride].double(), config.reference_depth_quantile))
+
+
+def split_by_depth(pyramid: ViewPyramid, config: LossConfig, raster: RasterConfig,
+                   reference: float) -> list[LevelPatch]:
+    """The patches of one view: per used level, crops around the pixels that belong to it."""
+    levels = pyramid.levels if config.depth_aware else pyramid.levels[:1]
+    base_height = pyramid.levels[0].height
+    weights: list[torch.Tensor] = []
+    for index, fragments in enumerate(levels):
+        share = depth_weights(fragments, index, reference, raster, config.level_blend) \
+            if config.depth_aware else fragments.mask.to(torch.float32)
+        weights.append(share * angle_weight(fragments, config))
+    # Compare levels in coarsest-level pixel units: a level-k pixel is (h_0/h_k)^2 of one.
+    area = [float(w.sum()) * (base_height / f.height) ** 2 for w, f in zip(weights, levels)]
+    total = sum(area)
+    patches: list[LevelPatch] = []
+    if total <= 0:
+        return patches
+    for index, (fragments, weight) in enumerate(zip(levels, weights)):
+        if area[index] < config.min_level_share * total:
+            continue
+        pixel_area = (base_height / fragments.height) ** 2
+        for crop in active_boxes(weight > 0, config.patch_margin, config.min_patch_size):
+            y0, y1, x0, x1 = crop.box
+            # Weight only the crop's own pixels: margins overlapping a neighbour's core are context.
+            own = torch.zeros_like(weight)
+            own[crop.core[0]:crop.core[1], crop.core[2]:crop.core[3]] = 1.0
+            crop_weight = (weight * own)[y0:y1, x0:x1]
+            patches.append(LevelPatch(
+                level=index, box=crop.box,
+                weight=crop_weight.contiguous()[None, None],
+                uv=fragments.uv[y0:y1, x0:x1].contiguous(),
+                footprint=fragments.footprint[y0:y1, x0:x1].contiguous(),
+                mask=fragments.mask[y0:y1, x0:x1].contiguous(),
+                share=float(crop_weight.sum()) * pixel_area))
+    # Skipped levels drop out, so the kept patches share the view's weight among themselves.
+    kept = sum(patch.share for patch in patches)
+    for patch in patches:
+        patch.share /= kept
+    return patches
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A VGG crop: `box` (with context margin) around the active pixels of its `core` rectangle.
+
+    Cores partition the image, so every active pixel belongs to exactly one crop; the margins of
+    neighbouring crops may overlap, but there they only give context, not weight."""
+    box: Box
+    core: Box
+
+
+CELL = 8   # pixels per occupancy cell when searching for crops
+
+
+def active_boxes(active: torch.Tensor, margin: int, min_size: int, max_depth: int = 3,
+                 min_saving: float = 0.15) -> list[Crop]:
+    """Crops covering the active pixels of an (H,W) mask with little inactive area.
+
+    Starting from the bounding box, a box is cut in two (guillotine cut across rows or columns, at
+    the place that leaves the least total crop area, margins included) when that saves at least
+    `min_saving` of its area, up to `max_depth` cuts deep: far pixels often form a band across the
+    middle of the image and near ones a frame around it, whose single bounding box is the whole
+    image. Crops grow to at least `min_size` (VGG's deepest style layer is 1/16 resolution).
+    """
+    active_np = active.cpu().numpy().astype(bool)
+    height, width = active_np.shape
+    if not active_np.any():
+        return []
+    grid_h, grid_w = -(-height // CELL), -(-width // CELL)
+    padded = np.zeros((grid_h * CELL, grid_w * CELL), dtype=bool)
+    padded[:height, :width] = active_np
+    cells = padded.reshape(grid_h, CELL, grid_w, CELL).any(axis=(1, 3))
+
+    def crop_area(box_cells: tuple[int, int, int, int]) -> float:
+        y0, y1, x0, x1 = box_cells
+        return (min((y1 - y0) * CELL + 2 * margin, height)) * (min((x1 - x0) * CELL + 2 * margin, width))
+
+    def bounds(y0: int, y1: int, x0: int, x1: int) -> tuple[int, int, int, int] | None:
+        region = cells[y0:y1, x0:x1]
+        rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+        if rows.size == 0:
+            return None
+        return y0 + rows[0], y0 + rows[-1] + 1, x0 + cols[0], x0 + cols[-1] + 1
+
+    def split(core: tuple[int, int, int, int], depth: int) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+        tight = bounds(*core)
+        if tight is None:
+            return []
+        y0, y1, x0, x1 = tight
+        best_cost, best_halves = crop_area(tight), None
+        for axis in (0, 1):
+            low, high = (y0, y1) if axis == 0 else (x0, x1)
+            for cut in range(low + 1, high):
+                halves = ((core[0], cut, core[2], core[3]), (cut, core[1], core[2], core[3])) if axis == 0 \
+                    else ((core[0], core[1], core[2], cut), (core[0], core[1], cut, core[3]))
+                cost = sum(crop_area(b) for b in map(lambda h: bounds(*h), halves) if b is not None)
+                if cost < best_cost:
+                    best_cost, best_halves = cost, halves
+        if depth >= max_depth or best_halves is None or best_cost > (1 - min_saving) * crop_area(tight):
+            return [(core, tight)]
+        return [piece for half in best_halves for piece in split(half, depth + 1)]
+
+    crops = []
+    for core, tight in split((0, grid_h, 0, grid_w), 0):
+        y0, y1 = _grow(tight[0] * CELL - margin, min(tight[1] * CELL, height) + margin, min_size, height)
+        x0, x1 = _grow(tight[2] * CELL - margin, min(tight[3] * CELL, width) + margin, min_size, width)
+        core_px = (core[0] * CELL, min(core[1] * CELL, height), core[2] * CELL, min(core[3] * CELL, width))
+        crops.append(Crop(box=(y0, y1, x0, x1), core=core_px))
+    return crops
+
+
+def _grow(start: int, stop: int, min_size: int, limit: int) -> tuple[int, int]:
+    """Clip [start, stop) to [0, limit) after widening it symmetrically to at least `min_size`."""
+    size = min(max(stop - start, min_size), limit)
+    centre = (start + stop) / 2
+    start = int(round(centre - size / 2))
+    start = min(max(start, 0), limit - size)
+    return int(start), int(start + size)

@@ -1,0 +1,206 @@
+"""The texture: differentiable, mip-mapped lookups through fragment UVs, and the hierarchical
+(Laplacian pyramid) texture that the optimiser repaints.
+
+`uv_to_grid` is the one place where an OBJ-convention UV becomes a `grid_sample` coordinate.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# With align_corners=False, grid coordinates -1 and +1 are the outer edges of the border texels,
+# so the texel in column i has its centre at u = (i + 0.5) / W: the convention of OBJ/glTF viewers
+# (Blender, three.js), so a texture looks the same here and there. align_corners=True would put
+# u = 0 and u = 1 on texel centres and shift everything by half a texel.
+ALIGN_CORNERS = False
+# UVs just outside [0,1] (atlas gutters, rounding) repeat the border texels rather than fading to
+# black, which would darken island edges.
+PADDING_MODE = "border"
+
+
+def uv_to_grid(uv: torch.Tensor) -> torch.Tensor:
+    """(...,2) OBJ UV -> (...,2) `grid_sample` (x, y) in [-1,1] (align_corners=False).
+
+    OBJ: (0,0) is the bottom-left corner of the image, u grows to the right, v upwards. The
+    texture tensor's row 0 is the top of the image (v = 1), and grid y = -1 is row 0, hence
+    y = 1 - 2v; x = 2u - 1.
+    """
+    return torch.stack([2.0 * uv[..., 0] - 1.0, 1.0 - 2.0 * uv[..., 1]], dim=-1)
+
+
+def mip_pyramid(texture: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """[texture, half size, quarter size, ...] (`levels` entries), each the 2x2 average of the
+    previous one (odd sides round up, averaging the overlap), differentiable."""
+    pyramid = [texture]
+    for _ in range(levels - 1):
+        height, width = pyramid[-1].shape[-2:]
+        pyramid.append(F.adaptive_avg_pool2d(pyramid[-1][None], ((height + 1) // 2, (width + 1) // 2))[0])
+    return pyramid
+
+
+def mip_levels(height: int, width: int) -> int:
+    """How many mip levels a texture has, down to a single texel."""
+    return math.ceil(math.log2(max(height, width))) + 1 if max(height, width) > 1 else 1
+
+
+def sample(texture: torch.Tensor, uv: torch.Tensor, footprint: torch.Tensor | None = None,
+           mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Colours of `texture` (C,H,W) at `uv` (H',W',2) or (N,H',W',2) -> (C,H',W') or (N,C,H',W').
+
+    Bilinear without `footprint`. With a footprint (texture units of a side-1 texture covered by
+    one pixel, as in Fragments), each pixel reads mip level log2(footprint * side) trilinearly: the
+    two nearest levels of a 2x2-average pyramid, so distant and oblique surfaces do not alias.
+    `side` is the texture's longer side (blur rather than alias on non-square textures). Pixels
+    outside `mask` are 0 and are not sampled at all, so gradients reach exactly the texels that
+    the covered pixels read (through the pyramid's averages when a coarser level is read).
+    """
+    if texture.dim() != 3:
+        raise ValueError(f"texture must be (C,H,W), got {tuple(texture.shape)}")
+    batched = uv.dim() == 4
+    if not batched and uv.dim() != 3:
+        raise ValueError(f"uv must be (H,W,2) or (N,H,W,2), got {tuple(uv.shape)}")
+    image_shape = uv.shape[:-1]
+    grid = uv_to_grid(uv.reshape(-1, 2).to(texture.dtype))
+    pixel = None
+    if mask is not None:
+        pixel = mask.reshape(-1).nonzero().squeeze(1)
+        grid = grid[pixel]
+    if len(grid) == 0:
+        # Nothing covered: an empty slice of the texture keeps the result in the autograd graph.
+        colours = texture.reshape(texture.shape[0], -1)[:, :0]
+    elif footprint is None:
+        colours = _bilinear(texture, grid)
+    else:
+        texels = footprint.reshape(-1).to(texture.dtype)
+        texels = texels if pixel is None else texels[pixel]
+        level = mip_level(texels, max(texture.shape[-2:]), mip_levels(*texture.shape[-2:]))
+        colours = _trilinear(texture, grid, level)
+    if pixel is not None:
+        colours = colours.new_zeros(texture.shape[0], math.prod(image_shape)).index_copy(1, pixel, colours)
+    images = colours.reshape(texture.shape[0], *image_shape)
+    return images.movedim(0, 1).contiguous() if batched else images
+
+
+def mip_level(footprint: torch.Tensor | np.ndarray, side: int, levels: int) -> torch.Tensor | np.ndarray:
+    """Fractional mip level of each pixel: log2 of the texels one pixel covers on a texture whose
+    longer side is `side`, clamped to the `levels` levels of its pyramid (0 = full resolution).
+
+    A numpy footprint gets a numpy level by the same steps: the renderer's compiled loops run right
+    after, and torch's OpenMP threads, still spinning after an op, halved their speed (measured).
+    """
+    if isinstance(footprint, np.ndarray):
+        level = np.multiply(footprint, np.float32(side), dtype=np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.log2(level, out=level)
+        np.fmax(level, 0.0, out=level)             # NaN and -inf (no footprint) -> 0, as below
+        return np.minimum(level, levels - 1, out=level)
+    level = torch.log2(footprint * side).nan_to_num(0.0, posinf=1e9, neginf=0.0)
+    return level.clamp(0.0, levels - 1)
+
+
+def _bilinear(level: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """(C,P) colours of one texture level at P grid points."""
+    values = F.grid_sample(level[None], grid.view(1, 1, -1, 2), mode="bilinear",
+                           padding_mode=PADDING_MODE, align_corners=ALIGN_CORNERS)
+    return values[0, :, 0]
+
+
+def _trilinear(texture: torch.Tensor, grid: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """(C,P) colours blended between mip levels floor(level) and floor(level)+1.
+
+    Pixels are sorted by their lower level so each level is read with one lookup on a contiguous
+    slice: a handful of large tensor ops rather than masks per level (small ops are what a busy
+    2-core machine makes slow).
+    """
+    lower = level.floor()
+    blend = level - lower
+    lower = lower.long()
+    # A stable sort of small integers takes torch's radix path: ~12x faster than the default here.
+    order = torch.argsort(lower, stable=True)
+    counts = torch.bincount(lower).tolist()
+    pyramid = mip_pyramid(texture, min(len(counts) + 1, mip_levels(*texture.shape[-2:])))
+    sorted_grid = grid[order]
+    near, far, start = [], [], 0
+    for index, count in enumerate(counts):
+        if count:
+            points = sorted_grid[start:start + count]
+            near.append(_bilinear(pyramid[index], points))
+            # At the coarsest level the blend is 0: reading that level again costs nothing extra.
+            far.append(_bilinear(pyramid[min(index + 1, len(pyramid) - 1)], points))
+            start += count
+    near, far = torch.cat(near, dim=1), torch.cat(far, dim=1)
+    blended = torch.lerp(near, far, blend[order])
+    unsorted = torch.empty_like(order)
+    unsorted[order] = torch.arange(len(order), device=order.device)
+    return blended.index_select(1, unsorted)
+
+
+class LaplacianTexture(torch.nn.Module):
+    """A texture stored as a Laplacian pyramid of `levels` layers (finest first, each coarser one
+    half the size); the texture is the coarsest layer upsampled and added to the next, down to the
+    finest. Optimising the layers lets coarse layers move large areas at once.
+
+    Initialised so the sum equals `initial` (up to float rounding): the coarsest layer is the
+    low-pass image, the finer ones the band-pass residuals. Values may leave [0,1] while optimising;
+    `clamp_` pulls the summed texture back outside the autograd graph.
+    """
+
+    def __init__(self, initial: torch.Tensor, levels: int = 4):
+        super().__init__()
+        if initial.dim() != 3:
+            raise ValueError(f"initial texture must be (C,H,W), got {tuple(initial.shape)}")
+        levels = max(1, min(int(levels), mip_levels(*initial.shape[-2:])))
+        with torch.no_grad():
+            layers = mip_pyramid(initial.detach().float().clone(), levels)
+            # Low-pass to band-pass in place, finest first (each step still reads the next level's
+            # low-pass image): one texture-sized copy in all, which matters at 4096x4096.
+            for fine, coarse in zip(layers, layers[1:]):
+                fine.sub_(_upsample(coarse, fine.shape[-2:]))
+        self.layers = torch.nn.ParameterList(torch.nn.Parameter(layer) for layer in layers)
+
+    @property
+    def levels(self) -> int:
+        return len(self.layers)
+
+    def forward(self) -> torch.Tensor:
+        """(C,H,W) the summed texture."""
+        texture = self.layers[-1]
+        for layer in reversed(self.layers[:-1]):
+            texture = layer + _upsample(texture, layer.shape[-2:])
+        return texture
+
+    def regularizer(self, weights: Sequence[float] | None = None) -> torch.Tensor:
+        """Sum over layers of weight * mean squared value, finest layer first.
+
+        Default: StyleMesh's shape [8, 4, 2, 0] for 4 layers (2^(levels-1-k), coarsest free). It
+        pushes detail into coarse layers; at StyleMesh's strength it erases the fine ones
+        (docs/TRAPS.md), so the run's weight on it is small or zero.
+        """
+        if weights is None:
+            weights = default_regularizer_weights(self.levels)
+        if len(weights) > self.levels:
+            raise ValueError(f"{len(weights)} regularizer weights for {self.levels} layers")
+        total = self.layers[0].new_zeros(())
+        for weight, layer in zip(weights, self.layers):
+            if weight:
+                total = total + weight * layer.pow(2).mean()
+        return total
+
+    @torch.no_grad()
+    def clamp_(self, low: float = 0.0, high: float = 1.0) -> None:
+        """Clamp the summed texture into [low, high] by correcting the finest layer, in place and
+        outside autograd (clamping inside the forward pass breaks shared lookups, docs/TRAPS.md)."""
+        texture = self()
+        self.layers[0].add_(texture.clamp(low, high) - texture)
+
+
+def default_regularizer_weights(levels: int) -> list[float]:
+    return [2.0 ** (levels - 1 - k) for k in range(levels - 1)] + [0.0]
+
+
+def _upsample(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    return F.interpolate(image[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
