@@ -73,7 +73,7 @@ class TextureConfig:
 @dataclass
 class LossConfig:
     style_weight: float = ranged(1.0, 0.0)
-    content_weight: float = ranged(0.05, 0.0)
+    content_weight: float = ranged(0.3, 0.0)      # with the palette step: outlines and regions survive (README)
     style_layers: tuple[str, ...] = ranged(("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
                                            choices=VGG19_LAYERS)
     style_layer_weights: tuple[float, ...] = ranged((1.0, 1.0, 1.0, 1.0, 1.0), 0.0)
@@ -102,11 +102,11 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    iters: int = ranged(200, 1)
+    iters: int = ranged(140, 1)                    # demo < 3 min, a 200k-triangle scan < 5 min on 2 cores
     lr: float = ranged(0.02, 0.0, above=True)
     lr_decay: float = ranged(0.1, 0.0, above=True)   # final lr = lr * lr_decay (exponential)
     views_per_step: int = ranged(1, 1)
-    coarse_lr_scale: float = ranged(1.0, 0.0, above=True)   # learning-rate factor per coarser Laplacian layer (1 = plain Adam)
+    coarse_lr_scale: float = ranged(0.5, 0.0, above=True)   # learning-rate factor per coarser Laplacian layer (1 = plain Adam)
     checkpoint_every_s: float = ranged(120.0, 0.0, above=True)
     precision: Precision = "auto"      # VGG convolutions: auto (bfloat16 where the CPU has native BF16) | float32 | bfloat16
     channels_last: bool = False        # VGG activations in NHWC memory layout

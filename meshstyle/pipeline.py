@@ -7,6 +7,7 @@ Every random choice draws from generators seeded by `config.seed`.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,3 +334,9 @@ def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
     finally:
         timings[name] = time.perf_counter() - started
     log(f"{name}: {timings[name]:.1f} s")
+
+
+# Importing meshstyle.stylize.* (above) binds the subpackage to the name `meshstyle.stylize`,
+# shadowing the API function that `meshstyle.__getattr__` would otherwise return lazily; bind the
+# function back so `ms.stylize(...)` works whatever was imported first.
+sys.modules["meshstyle"].stylize = stylize

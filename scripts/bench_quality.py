@@ -208,7 +208,8 @@ def ceiling(loaded, config: StylizeConfig, config_dict: dict, steps: int, cache_
 
 # --------------------------------------------------------------------------------------------
 
-def bench_one(scene: str, style: str, label: str, overrides: list[str], args: argparse.Namespace) -> dict:
+def bench_one(scene: str, style: str, label: str, overrides: list[str], args: argparse.Namespace,
+              with_ceiling: bool = True) -> dict:
     out = Path(args.out) / label / f"{scene}-{style}"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = meshstyle_command() + ["stylize", scene_path(scene), "--style", style_path(style), "--out", str(out),
@@ -230,8 +231,10 @@ def bench_one(scene: str, style: str, label: str, overrides: list[str], args: ar
     report = evaluate(loaded.mesh, original=loaded.original, cameras=loaded.cameras, holdout=loaded.holdout or None,
                       style_image=loaded.style_image, metrics=("style", "content", "seams", "coverage"))
     cache = Path(os.environ.get("MESHSTYLE_CACHE", Path.home() / ".cache" / "meshstyle")) / "bench_quality"
-    top = ceiling(loaded, config, loaded.run["config"], args.ceiling_steps, cache, features)
-    write_ceiling_sheet(out / "ceiling_sheet.png", loaded, top.pop("ceiling_images"))
+    top = {"swd": float("nan"), "content": float("nan")}
+    if with_ceiling:
+        top = ceiling(loaded, config, loaded.run["config"], args.ceiling_steps, cache, features)
+        write_ceiling_sheet(out / "ceiling_sheet.png", loaded, top.pop("ceiling_images"))
     coverage = report.get("coverage", {})
     seams = report.get("seams", {})
     row = {
@@ -335,7 +338,7 @@ def table(rows: list[dict], markdown: bool) -> str:
 def verdict(rows: list[dict]) -> list[str]:
     notes = []
     for row in rows:
-        if "failed" in row:
+        if "failed" in row or np.isnan(row["style_x"]):
             continue
         ok = row["style_x"] <= STYLE_BOUND and row["content_x"] <= CONTENT_BOUND
         notes.append(f"{row['scene']} x {row['style']} [{row['setting']}]: style {row['style_x']:.2f}x, "
@@ -358,24 +361,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="height of the scored views (default: the run's raster.image_height)")
     parser.add_argument("--strengths", type=float, nargs="+", help="also run these loss.style_strength values "
                         "on the first scene and style (rows strength-X)")
+    parser.add_argument("--only-strengths", action="store_true", help="skip the main rows, run only --strengths")
     parser.add_argument("--strength-sheet", help="JPEG: original | each strength, for two held-out views")
     parser.add_argument("--speed", action="store_true", help="also time `meshstyle demo` and `demo --quick`")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "out" / "bench_quality"))
     parser.add_argument("--markdown", help="also write the tables as markdown to this file (the README's copy)")
     parser.add_argument("--json", help="write all rows as JSON to this file")
+    parser.add_argument("--from-json", nargs="+", metavar="FILE",
+                        help="run nothing: print (and with --markdown write) the tables of earlier --json files")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.from_json:
+        return tables_from_json(args)
     overrides = (quick_overrides() if args.quick else []) + args.set
-    rows = [bench_one(scene, style, args.label, overrides, args) for scene in args.scenes for style in args.styles]
+    rows = [bench_one(scene, style, args.label, overrides, args) for scene in args.scenes for style in args.styles
+            if not args.only_strengths]
     print()
     print(table(rows, markdown=False))
     for note in verdict(rows):
         print(note)
     if args.strengths:
         scene, style = args.scenes[0], args.styles[0]
+        # Without the ceiling: these rows show how far each strength moves style and content.
         strength_rows = [bench_one(scene, style, f"strength-{value:g}", overrides + [f"loss.style_strength={value:g}"],
-                                   args) for value in args.strengths]
+                                   args, with_ceiling=False) for value in args.strengths]
         rows += strength_rows
         print(table(strength_rows, markdown=False))
         if args.strength_sheet:
@@ -387,20 +396,39 @@ def main(argv: list[str] | None = None) -> int:
         for row in speed_rows:
             print(f"{row['command']}: {row['wall_s']:.0f} s wall, peak {row['peak_gb']:.2f} GB, exit {row['exit']}")
     if args.markdown:
-        write_markdown(Path(args.markdown), rows, speed_rows, args)
+        write_markdown(Path(args.markdown), rows, speed_rows, [command_line()])
     if args.json:
-        write_json(Path(args.json), {"quality": rows, "speed": speed_rows})
+        write_json(Path(args.json), {"quality": rows, "speed": speed_rows, "command": command_line()})
     return 0
 
 
-def write_markdown(path: Path, rows: list[dict], speed_rows: list[dict], args: argparse.Namespace) -> None:
+def command_line() -> str:
+    return "python scripts/bench_quality.py " + " ".join(sys.argv[1:])
+
+
+def tables_from_json(args: argparse.Namespace) -> int:
+    rows, speed_rows, commands = [], [], []
+    for path in args.from_json:
+        data = json.loads(Path(path).read_text())
+        rows += data["quality"]
+        speed_rows += data["speed"]
+        commands.append(data.get("command", "?"))
+    print(table(rows, markdown=False))
+    for note in verdict(rows):
+        print(note)
+    if args.markdown:
+        write_markdown(Path(args.markdown), rows, speed_rows, commands)
+    return 0
+
+
+def write_markdown(path: Path, rows: list[dict], speed_rows: list[dict], commands: list[str]) -> None:
     """The block README.md carries verbatim (tests/test_bench_quality.py checks they agree)."""
     lines = [MARKDOWN_BEGIN, "", table(rows, markdown=True), ""]
     if speed_rows:
         lines += ["| command | wall_s | peak_gb |", "|---|---|---|"]
         lines += [f"| `{row['command']}` | {row['wall_s']:.0f} | {row['peak_gb']:.2f} |" for row in speed_rows]
         lines.append("")
-    lines += [f"Measured by `python scripts/bench_quality.py {' '.join(sys.argv[1:])}`.", "", MARKDOWN_END]
+    lines += ["Measured by:", ""] + [f"    {command}" for command in commands] + ["", MARKDOWN_END]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
