@@ -45,7 +45,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from meshstyle.config import StylizeConfig  # noqa: E402
+from meshstyle.config import StylizeConfig, flatten, set_key  # noqa: E402
 from meshstyle.common.io import write_json  # noqa: E402
 from meshstyle.evaluate.content import content_metrics  # noqa: E402
 from meshstyle.evaluate.features import CONTENT_LAYER, FeatureCache  # noqa: E402
@@ -89,6 +89,14 @@ class Child:
     wall_s: float
     peak_gb: float
     returncode: int
+
+
+def config_of(values: dict, source: Path) -> StylizeConfig:
+    """The config a run folder's run.json records."""
+    config = StylizeConfig()
+    for key, value in flatten(values).items():
+        set_key(config, key, value, str(source))
+    return config
 
 
 def run_child(command: list[str], log_path: Path) -> Child:
@@ -217,12 +225,15 @@ def bench_one(scene: str, style: str, label: str, overrides: list[str], args: ar
     for item in overrides:
         command += ["--set", item]
     print(f"[{label}] {scene} x {style}: {' '.join(command[3:])}", flush=True)
-    child = run_child(command, out.parent / f"{scene}-{style}.log")
+    if args.reuse and (out / "run.json").is_file():
+        child = Child(float("nan"), float("nan"), 0)   # scored again, not re-run: no wall time
+    else:
+        child = run_child(command, out.parent / f"{scene}-{style}.log")
     if child.returncode != 0:
         print(f"  stylize failed (exit {child.returncode}); see {out.parent / f'{scene}-{style}.log'}")
         return {"scene": scene, "style": style, "setting": label, "failed": child.returncode}
     loaded = load_result(out)
-    config = StylizeConfig.from_dict(loaded.run["config"], source=str(out / "run.json"))
+    config = config_of(loaded.run["config"], out / "run.json")
     # Score at the optimiser's scale: a scan's photo cameras are 480 px high, where one 2-D ceiling
     # step costs ~10x one at 192 px; both the 3-D result and the ceiling see the same scaled views.
     height = args.eval_height or config.raster.image_height
@@ -361,12 +372,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="height of the scored views (default: the run's raster.image_height)")
     parser.add_argument("--strengths", type=float, nargs="+", help="also run these loss.style_strength values "
                         "on the first scene and style (rows strength-X)")
+    parser.add_argument("--no-ceiling", action="store_true", help="score the 3-D runs only (ceiling columns nan)")
+    parser.add_argument("--reuse", action="store_true", help="score existing run folders instead of re-running")
     parser.add_argument("--only-strengths", action="store_true", help="skip the main rows, run only --strengths")
     parser.add_argument("--strength-sheet", help="JPEG: original | each strength, for two held-out views")
     parser.add_argument("--speed", action="store_true", help="also time `meshstyle demo` and `demo --quick`")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "out" / "bench_quality"))
     parser.add_argument("--markdown", help="also write the tables as markdown to this file (the README's copy)")
+    parser.add_argument("--readme", help="with --markdown: also replace the block between the bench markers in "
+                        "this file (README.md) by the markdown")
     parser.add_argument("--json", help="write all rows as JSON to this file")
     parser.add_argument("--from-json", nargs="+", metavar="FILE",
                         help="run nothing: print (and with --markdown write) the tables of earlier --json files")
@@ -374,8 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         return tables_from_json(args)
     overrides = (quick_overrides() if args.quick else []) + args.set
-    rows = [bench_one(scene, style, args.label, overrides, args) for scene in args.scenes for style in args.styles
-            if not args.only_strengths]
+    rows = [bench_one(scene, style, args.label, overrides, args, with_ceiling=not args.no_ceiling)
+            for scene in args.scenes for style in args.styles if not args.only_strengths]
     print()
     print(table(rows, markdown=False))
     for note in verdict(rows):
@@ -418,7 +433,20 @@ def tables_from_json(args: argparse.Namespace) -> int:
         print(note)
     if args.markdown:
         write_markdown(Path(args.markdown), rows, speed_rows, commands)
+        if args.readme:
+            update_readme(Path(args.readme), Path(args.markdown).read_text())
     return 0
+
+
+def update_readme(path: Path, block: str) -> None:
+    """Replace the README's bench block (between the markers) by `block`, atomically."""
+    text = path.read_text()
+    start, end = text.find(MARKDOWN_BEGIN), text.find(MARKDOWN_END)
+    if start < 0 or end < 0:
+        raise SystemExit(f"{path}: no bench_quality markers to replace")
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text[:start] + block.strip() + text[end + len(MARKDOWN_END):])
+    tmp.replace(path)
 
 
 def write_markdown(path: Path, rows: list[dict], speed_rows: list[dict], commands: list[str]) -> None:
