@@ -425,7 +425,9 @@ def tables_from_json(args: argparse.Namespace) -> int:
     rows, speed_rows, commands = [], [], []
     for path in args.from_json:
         data = json.loads(Path(path).read_text())
-        rows += data["quality"]
+        # JSON has no NaN: write_json stored missing figures (no ceiling, re-scored runs) as null.
+        rows += [{key: float("nan") if value is None else value for key, value in row.items()}
+                 for row in data["quality"]]
         speed_rows += data["speed"]
         commands.append(data.get("command", "?"))
     print(table(rows, markdown=False))
