@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from meshstyle import __version__
-from meshstyle.errors import InputError, MeshstyleError
+from meshstyle.errors import InputError, MeshstyleError, RankLost
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -54,10 +54,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
+    from meshstyle.common import distributed
     from meshstyle.config import build_config
     from meshstyle.inputs.load import load_scene
 
-    _check_scene_arg(args.scene)
+    if not distributed.launched_by_torchrun():
+        _check_scene_arg(args.scene)
     flags = {"iters": args.iters, "views": args.views, "texture_size": args.texture_size,
              "image_height": args.image_height, "seed": args.seed, "device": args.device}
     overrides = list(args.set or [])
@@ -69,19 +71,35 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         overrides.append(f"scene.intrinsics={args.intrinsics}")
     config = build_config(args.config, overrides, flags)
     _check_device(config.device)
+    world = distributed.world(config.device)   # joins the torchrun job, if this is one
     out = Path(args.out) if args.out else Path(f"stylized-{Path(str(args.scene)).stem or 'scene'}")
-    _check_out_dir(out, resume=args.resume, overwrite=args.overwrite)
-    style = _style_spec(args.style)
-    scene = load_scene(args.scene, config.scene)
-    return _run_stylize(scene, style, config, out, resume=args.resume,
+
+    def check_and_load():
+        # Rank 0 alone reads the inputs and owns the run folder; its verdict reaches every rank.
+        _check_scene_arg(args.scene)
+        _check_out_dir(out, resume=args.resume, overwrite=args.overwrite)
+        _style_spec(args.style)
+        return load_scene(args.scene, config.scene)
+
+    scene = distributed.run_on_main(world, check_and_load, share_result=False)
+    return _run_stylize(scene, args.style, config, out, resume=args.resume,
                         overwrite=args.overwrite or args.resume, evaluate=args.eval)
 
 
 def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bool, evaluate: bool) -> int:
+    from meshstyle.common.distributed import current
     from meshstyle.pipeline import stylize
     from meshstyle.common.progress import log
 
-    result = stylize(scene, style, config, out_dir=out, resume=resume)
+    try:
+        result = stylize(scene, style, config, out_dir=out, resume=resume)
+    except RankLost as error:
+        world = current()
+        saved = (f"{out}/checkpoint.pt holds the last completed step: rerun the same torchrun command with --resume"
+                 if (out / "checkpoint.pt").is_file() else "no checkpoint was written")
+        raise RankLost(f"rank {world.rank} of {world.size}: {error}; {saved}") from None
+    if not current().is_main:
+        return EXIT_OK
     result.save(out, overwrite=overwrite)
     log(f"wrote {out}/ (stylized.glb, stylized.obj, texture.png, views/, contact_sheet.png, run.json)")
     if evaluate:
@@ -152,6 +170,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(format_table(report))
     return EXIT_OK
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from meshstyle.batch import main as run_batch
+
+    return run_batch(args.jobs)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -284,8 +308,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--metric", action="append", metavar="NAME", help="metric to compute (repeatable; default all)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
 
+    batch = add("batch", cmd_batch, "Run every scene x style of a jobs file into OUT/<scene>__<style>/ "
+                                    "(under torchrun: jobs spread over the ranks).")
+    batch.add_argument("jobs", metavar="JOBS.toml", help="jobs file: out, scenes, styles, optional config, eval, [set]")
+
     add("scenes", cmd_scenes, "List the built-in scenes.")
     return parser
+
+
+def _is_main_rank() -> bool:
+    if "torch" not in sys.modules:   # no process group without torch; keep --help light
+        return True
+    from meshstyle.common.distributed import current
+
+    return current().is_main
+
+
+def _report(error: Exception) -> None:
+    """One line on stderr; an error relayed from rank 0 under torchrun was already printed there."""
+    if not getattr(error, "relayed", False):
+        print(f"meshstyle: {error}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -301,11 +343,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except SystemExit as exit_request:  # --help and --version exit through argparse
         return int(exit_request.code or 0)
-    except MeshstyleError as error:   # InputError and its kin: one line naming the file, exit 2
+    except RankLost as error:   # a MeshstyleError, but no bad input: exit 1
         print(f"meshstyle: {error}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except MeshstyleError as error:   # InputError and its kin: one line naming the file, exit 2
+        _report(error)
         return EXIT_INPUT
     except KeyboardInterrupt:
-        print("meshstyle: interrupted (checkpoint written; continue with --resume)", file=sys.stderr)
+        if _is_main_rank():
+            print("meshstyle: interrupted (checkpoint written; continue with --resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # the last line of defence: one line, traceback only on request
         if os.environ.get("MESHSTYLE_DEBUG"):
@@ -313,3 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"meshstyle: internal error: {type(error).__name__}: {error} (set MESHSTYLE_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if "torch.distributed" in sys.modules:
+            from meshstyle.common.distributed import shutdown
+
+            shutdown()

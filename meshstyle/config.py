@@ -110,6 +110,7 @@ class OptimConfig:
     checkpoint_every_s: float = ranged(120.0, 0.0, above=True)
     precision: Precision = "auto"      # VGG convolutions: auto (bfloat16 where the CPU has native BF16) | float32 | bfloat16
     channels_last: bool = False        # VGG activations in NHWC memory layout
+    steps_scaler: float = ranged(0.0, 0.0)   # steps run = iters x this; 0 = 1 / torchrun ranks (distributed.scale_schedule)
 
 
 @dataclass

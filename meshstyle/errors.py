@@ -15,3 +15,8 @@ class InputError(MeshstyleError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class RankLost(MeshstyleError):
+    """Under torchrun: another process of the job died or stopped answering, so this one stops too
+    (the CLI exits 1 saying whether a checkpoint was left to resume from)."""

@@ -7,6 +7,7 @@ Every random choice draws from generators seeded by `config.seed`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import torch
 
 from meshstyle.atlas.unwrap import Atlas, atlas_info, bake_texture, make_atlas, rasterize_atlas
 from meshstyle.views.cameras import for_scene, view_coverage
+from meshstyle.common import distributed
 from meshstyle.config import StylizeConfig
 from meshstyle.errors import InputError
 from meshstyle.raster.fragments import ViewPyramid
@@ -32,7 +34,7 @@ from meshstyle.outputs.run_folder import StylizeResult
 from meshstyle.atlas.texture_size import default_texture_size
 from meshstyle.stylize.photo_targets import content_target
 from meshstyle.views.frame_selection import select_frames
-from meshstyle.geometry.scene import Photo, Scene, TexturedMesh, View
+from meshstyle.geometry.scene import Appearance, Photo, Scene, TexturedMesh, View
 from meshstyle.inputs.styles import load_style, resize_long_side
 from meshstyle.stylize.texture import LaplacianTexture
 from meshstyle.stylize.vgg import load_vgg, native_bfloat16
@@ -79,30 +81,44 @@ class Prepared:
         return torch.from_numpy(self.start).permute(2, 0, 1).contiguous()
 
 
-def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig | None = None,
+def stylize(scene: Scene | None, style: str | Path | np.ndarray, config: StylizeConfig | None = None,
             out_dir: Path | None = None, resume: bool = False) -> StylizeResult:
-    """Repaint `scene`'s texture in the style of `style` (image file, built-in name or (H,W,3) array)."""
+    """Repaint `scene`'s texture in the style of `style` (image file, built-in name or (H,W,3) array).
+
+    Under torchrun every rank calls this and gets the same result (distributed.py): rank 0 prepares
+    and checkpoints, and only rank 0 needs `scene` (the others may pass None); `result.save` writes
+    on rank 0 only."""
     config = (config if config is not None else StylizeConfig()).validate()
+    world = distributed.world(config.device)
     checkpoint_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     if resume and checkpoint_path is None:
         raise InputError(None, "resume needs the run folder (out_dir) that holds checkpoint.pt")
-    resume_state = load_checkpoint(checkpoint_path) if resume else None
-    prepared = prepare(scene, style, config)
+    resume_state = distributed.run_on_main(world, lambda: load_checkpoint(checkpoint_path)) if resume else None
+    prepared, scene = prepare_shared(world, scene, style, config)
     timings = prepared.timings
     device = torch.device(config.device)
+    optim = distributed.scale_schedule(config.optim, world.size)
     with stage("optimise", timings):
         texture = LaplacianTexture(prepared.start_tensor.to(device), config.texture.pyramid_levels)
-        outcome = optimize(texture, prepared.views, prepared.objective, config.optim, config.seed,
-                           checkpoint_path=checkpoint_path, resume=resume_state)
+        outcome = optimize(texture, prepared.views, prepared.objective, optim, config.seed,
+                           checkpoint_path=checkpoint_path if world.is_main else None, resume=resume_state,
+                           world=world)
     info = dict(prepared.info)
     info["steps"] = len(outcome.history)
     info["steps_per_s"] = steps_per_second(outcome.history[len(outcome.history) - outcome.steps_run:])
-    if prepared.holdout_views:
+    if world.enabled:
+        info["distributed"] = {**world.info(), "steps": optim.iters,
+                               "views_per_step": max(1, min(optim.views_per_step, len(prepared.views))) * world.size}
+
+    def holdout_losses() -> dict[str, Any]:
         # Style loss on views never trained on: how well the style carries over to new viewpoints.
         before = evaluate_views(prepared.initial_tensor.to(device), prepared.holdout_views, prepared.objective)
         after = evaluate_views(outcome.texture, prepared.holdout_views, prepared.objective)
-        info["holdout_style_loss"] = {"initial": before.style, "final": after.style}
-        info["holdout_content_loss"] = {"initial": before.content, "final": after.content}
+        return {"holdout_style_loss": {"initial": before.style, "final": after.style},
+                "holdout_content_loss": {"initial": before.content, "final": after.content}}
+
+    if prepared.holdout_views:
+        info.update(distributed.run_on_main(world, holdout_losses))
     stylized = outcome.texture.permute(1, 2, 0).cpu().numpy().astype(np.float32)
     atlas = prepared.atlas
     return StylizeResult(
@@ -111,6 +127,32 @@ def stylize(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig 
         views=prepared.train, holdout_views=prepared.holdout, style_image=prepared.style_image,
         config=config, scene=scene, history=outcome.history, timings=timings, info=info,
         checkpoint=outcome.checkpoint)
+
+
+def prepare_shared(world: distributed.World, scene: Scene | None, style: str | Path | np.ndarray,
+                   config: StylizeConfig) -> tuple[Prepared, Scene]:
+    """`prepare` on rank 0, broadcast to the other ranks (distributed.py says why not the disk
+    cache); each rank builds its own VGG. Returns what the rank needs: the prepared run and the
+    scene's geometry (its photos stay on rank 0, whose content crops travel in the views)."""
+    if not world.enabled:
+        return prepare(scene, style, config), scene
+    made: dict[str, Prepared] = {}
+
+    def build() -> None:
+        made["prepared"] = prepare(scene, style, config)
+
+    distributed.run_on_main(world, build, share_result=False)   # an input error stops every rank
+    if world.is_main:
+        prepared = made["prepared"]
+        shipped = dataclasses.replace(prepared, objective=dataclasses.replace(prepared.objective, vgg=None))
+        distributed.broadcast_object(world, (shipped, dataclasses.replace(scene, photos=[], appearance=Appearance())))
+        return prepared, scene
+    shipped, geometry = distributed.broadcast_object(world, None)
+    configure_torch(config)
+    device = torch.device(config.device)
+    prepared = distributed.to_device(shipped, device)
+    prepared.objective.vgg = load_vgg(device=device, dtype=vgg_dtype(config), channels_last=config.optim.channels_last)
+    return prepared, geometry
 
 
 def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig) -> Prepared:
@@ -230,7 +272,7 @@ def train_view(pyramid: ViewPyramid, initial: torch.Tensor, photo: Photo | None,
     `initial` is the texture the optimisation starts from (after the palette step); photos go
     through the same `palette` map, so the content loss keeps structure, not the original colours.
     """
-    patches = split_by_depth(pyramid, config.loss, config.raster, depth_reference)
+    patches = split_by_depth(pyramid, config.loss, depth_reference)
     if content_source == "none":
         return TrainView([PatchTarget(patch, None, None) for patch in patches])
     if content_source == "photo" and photo is not None:

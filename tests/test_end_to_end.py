@@ -54,7 +54,7 @@ def test_run_json_records_the_config_actually_used(run_folder):
     assert run["config"]["texture"]["size"] == 256     # TOML beats defaults
     assert run["seed"] == 5
     assert {"torch", "numpy", "open3d", "trimesh"} <= set(run["versions"])
-    assert len(run["history"]) == 3
+    assert run["version"] == 1 and len(run["history"]) == 3
     assert all(np.isfinite(step["total"]) for step in run["history"])
     assert {"atlas", "cameras", "raster", "optimise"} <= set(run["timings"])
     assert run["inputs"]["mesh_fingerprint"] and run["inputs"]["style_fingerprint"]

@@ -52,7 +52,7 @@ def test_level_choice_keeps_pixel_footprint_constant_in_world(blend, max_spread)
     log_size = torch.zeros_like(base.depth)
     total = torch.zeros_like(base.depth)
     for k, fragments in enumerate(pyramid.levels):
-        share = depth_weights(fragments, k, reference, raster, blend)
+        share = depth_weights(pyramid, k, reference, blend)
         share = torch.nn.functional.interpolate(share[None, None], size=base.depth.shape, mode="area")[0, 0]
         log_size += share * torch.log(base.depth.clamp_min(1e-6) / focal_at(camera, fragments.height))
         total += share
@@ -72,8 +72,8 @@ def test_level_choice_keeps_pixel_footprint_constant_in_world(blend, max_spread)
     # Far pixels go to the finest level, near ones to the coarsest.
     far = base.mask & (base.depth > reference * 1.5 ** 2)
     near = base.mask & (base.depth <= reference)
-    assert torch.all(level_of_depth(base.depth[far], reference, raster) == 2.0)
-    assert torch.all(level_of_depth(base.depth[near], reference, raster) == 0.0)
+    assert torch.all(level_of_depth(base.depth[far], reference, pyramid.heights) == 2.0)
+    assert torch.all(level_of_depth(base.depth[near], reference, pyramid.heights) == 0.0)
 
 
 def test_patches_cover_only_their_levels_pixels_and_shares_sum_to_one():
@@ -83,7 +83,7 @@ def test_patches_cover_only_their_levels_pixels_and_shares_sum_to_one():
     pyramid, _ = tilted_plane_pyramid(raster)
     base = pyramid.levels[0]
     reference = float(torch.quantile(base.depth[base.mask], 0.3))
-    patches = split_by_depth(pyramid, config, raster, reference)
+    patches = split_by_depth(pyramid, config, reference)
     levels = sorted({p.level for p in patches})
     assert levels == [0, 1, 2]
     assert math.isclose(sum(p.share for p in patches), 1.0, rel_tol=1e-6)
@@ -92,7 +92,7 @@ def test_patches_cover_only_their_levels_pixels_and_shares_sum_to_one():
         y0, y1, x0, x1 = patch.box
         assert patch.weight.shape == (1, 1, y1 - y0, x1 - x0)
         # The level's crops hold all of its weight, each pixel's exactly once.
-        full = depth_weights(fragments, patch.level, reference, raster, config.level_blend) * \
+        full = depth_weights(pyramid, patch.level, reference, config.level_blend) * \
             angle_weight(fragments, config)
         in_crops = sum(p.weight.sum() for p in patches if p.level == patch.level)
         assert torch.isclose(in_crops, full.sum(), rtol=1e-5)
@@ -105,7 +105,7 @@ def test_two_d_ablation_uses_one_level_with_uniform_weights():
     raster = RasterConfig(image_height=HEIGHT, levels=3, level_scale=1.5)
     config = LossConfig(depth_aware=False, angle_aware=False)
     pyramid, _ = tilted_plane_pyramid(raster)
-    patches = split_by_depth(pyramid, config, raster, reference=1.0)
+    patches = split_by_depth(pyramid, config, reference=1.0)
     assert {p.level for p in patches} == {0}
     for patch in patches:
         values = patch.weight[0, 0][patch.mask]
@@ -159,3 +159,17 @@ def test_crops_cut_apart_distant_regions_and_partition_the_pixels():
     assert len(crops) == 2
     assert sum((c.box[1] - c.box[0]) * (c.box[3] - c.box[2]) for c in crops) < 0.6 * 128 * 160
     assert active_boxes(torch.zeros(8, 8, dtype=torch.bool), 2, 4) == []
+
+
+def test_level_of_depth_follows_the_pyramids_own_heights():
+    """The level wanted at a depth comes from the heights the pyramid was rendered at: with the
+    configured geometric heights it is log(d / d_0) / log(s); with other heights it interpolates
+    in log-height between the two levels around h_0 * d / d_0."""
+    depth = torch.tensor([0.5, 1.0, 1.2, 1.5, 2.0, 2.25, 3.0, 9.0])
+    geometric = level_of_depth(depth, 1.0, [96, 144, 216])
+    expected = (torch.log(depth) / math.log(1.5)).clamp(0.0, 2.0)
+    assert torch.allclose(geometric, expected, atol=1e-6)
+    # Level 2 rendered at 288 pixels: a depth of 2 d_0 wants 192 pixels, between 144 and 288.
+    uneven = level_of_depth(torch.tensor([2.0, 3.0, 1.5]), 1.0, [96, 144, 288])
+    assert torch.allclose(uneven, torch.tensor([1.0 + math.log(192 / 144) / math.log(2.0), 2.0, 1.0]), atol=1e-6)
+    assert torch.all(level_of_depth(depth, 1.0, [96]) == 0.0)

@@ -328,23 +328,23 @@ def test_select_frames_covers_walls_greedily_within_the_cap_and_drops_blurry_fra
 
     chosen, report = select_frames(photos, rasterizer, n=4, rng=rng)
 
-    assert report["dropped_blurry"] == 1 and "0" not in [photo.name for photo in chosen]
-    assert len(chosen) == report["chosen"] == 4 and len({photo.name for photo in chosen}) == 4
+    assert report.dropped_blurry == 1 and "0" not in [photo.name for photo in chosen]
+    assert len(chosen) == report.chosen == 4 and len({photo.name for photo in chosen}) == 4
     # Four picks in a four-walled room: greedy coverage faces four different walls.
     directions = {int(photo.name) % 4 for photo in chosen}
     assert directions == {0, 1, 2, 3}
-    curve = report["coverage_curve"]
+    curve = report.coverage_curve
     assert all(later > earlier for earlier, later in zip(curve, curve[1:]))
-    assert report["coverage"] == curve[-1] <= report["coverage_all"] + 1e-9 <= 1.0 + 1e-9
-    assert report["coverage"] > 0.3          # four 64x48 views with ~77 degree fields of view
+    assert report.coverage == curve[-1] <= report.coverage_all + 1e-9 <= 1.0 + 1e-9
+    assert report.coverage > 0.3          # four 64x48 views with ~77 degree fields of view
 
     fewer, fewer_report = select_frames(photos, rasterizer, n=2, rng=rng)
-    assert len(fewer) == 2 and fewer_report["coverage"] < report["coverage"]
+    assert len(fewer) == 2 and fewer_report.coverage < report.coverage
     assert [photo.name for photo in fewer] == [photo.name for photo in chosen[:2]]   # a prefix
 
     _, unfiltered = select_frames(photos, rasterizer, n=12, rng=rng, blur_filter=False)
-    assert unfiltered["dropped_blurry"] == 0 and unfiltered["chosen"] <= 12
-    assert unfiltered["coverage"] >= report["coverage"]
+    assert unfiltered.dropped_blurry == 0 and unfiltered.chosen <= 12
+    assert unfiltered.coverage >= report.coverage
 
 
 def test_select_frames_drops_undecodable_and_empty_views(tmp_path):
@@ -358,7 +358,7 @@ def test_select_frames_drops_undecodable_and_empty_views(tmp_path):
 
     chosen, report = select_frames(photos, rasterizer, n=12, rng=np.random.default_rng(0), blur_filter=False)
 
-    assert report["dropped_unreadable"] == 1 and report["dropped_empty"] == 1
+    assert report.dropped_unreadable == 1 and report.dropped_empty == 1
     assert {"1", "outside"}.isdisjoint(photo.name for photo in chosen)
 
 

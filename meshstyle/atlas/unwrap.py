@@ -76,9 +76,7 @@ def make_atlas(scene: Scene, size: int, config: SceneConfig | None = None) -> At
         if kept_uv is not None:
             return _measured(scene, kept_uv, size, "kept", started)
 
-    key = fingerprint("atlas", ATLAS_VERSION, scene.vertices, scene.faces, size, GUTTER_TEXELS,
-                      MAX_STRETCH, FACES_PER_PARTITION)
-    cache_file = cache_dir("atlas") / f"{key}.npz"
+    cache_file = atlas_cache_file(scene, size)
     cached = _read_cached(cache_file)
     if cached is not None:
         cached.seconds = time.perf_counter() - started
@@ -90,6 +88,21 @@ def make_atlas(scene: Scene, size: int, config: SceneConfig | None = None) -> At
     log(f"atlas: {atlas.method}, {atlas.charts} charts, {atlas.utilisation:.0%} of {size}^2 texels used, "
         f"{atlas.texels_per_metre:.0f} texels/m, {atlas.seconds:.1f} s")
     return atlas
+
+
+def atlas_cache_file(scene: Scene, size: int) -> Path:
+    """Where an unwrapped atlas of this geometry at this size is cached."""
+    key = fingerprint("atlas", ATLAS_VERSION, scene.vertices, scene.faces, size, GUTTER_TEXELS,
+                      MAX_STRETCH, FACES_PER_PARTITION)
+    return cache_dir("atlas") / f"{key}.npz"
+
+
+def remember_atlas(scene: Scene, size: int, atlas: Atlas) -> None:
+    """Put an atlas made elsewhere (another rank of a batch) into this machine's cache, unless one
+    is there already: uvatlas is not deterministic, so the first atlas of a scene must stay the one."""
+    cache_file = atlas_cache_file(scene, size)
+    if atlas.method != "kept" and not cache_file.is_file():
+        _write_cached(cache_file, atlas)
 
 
 def usable_source_uv(appearance: Appearance, size: int) -> np.ndarray | None:

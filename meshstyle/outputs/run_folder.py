@@ -1,7 +1,6 @@
 """A stylization's result in memory, and the run folder it is saved as (docs/DESIGN.md "Run folder")."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,8 @@ from meshstyle.evaluate.metrics import METRICS, evaluate
 from meshstyle.inputs.meshes import guess_kind, load_mesh_file
 from meshstyle.stylize.photo_targets import photo_pixels
 from meshstyle.inputs.textured import read_textured
+from meshstyle.outputs.run_info import RunInfo, read_run_info
+from meshstyle.stylize.optimize import StepRecord
 from meshstyle.outputs.export import write_glb, write_obj
 from meshstyle.outputs.render import contact_sheet, render_views
 from meshstyle.views.cameras import orbit, walkthrough
@@ -35,7 +36,7 @@ class StylizeResult:
     style_image: np.ndarray         # (H,W,3) float32, as used for the style targets
     config: StylizeConfig
     scene: Scene
-    history: list[dict[str, float]] = field(default_factory=list)   # per step: step, loss, style, content, ...
+    history: list[StepRecord] = field(default_factory=list)         # the loss per step
     timings: dict[str, float] = field(default_factory=dict)         # seconds per stage
     info: dict[str, Any] = field(default_factory=dict)              # atlas figures, coverage, dropped views, ...
     checkpoint: dict[str, Any] | None = None                        # texture + optimiser state for --resume
@@ -49,7 +50,12 @@ class StylizeResult:
         return [view.camera for view in self.holdout_views]
 
     def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
-        """Write the run folder (docs/DESIGN.md); every file appears only complete."""
+        """Write the run folder (docs/DESIGN.md); every file appears only complete. Under torchrun
+        only rank 0 writes (every rank holds the same result), so one script serves both."""
+        from meshstyle.common.distributed import current
+
+        if not current().is_main:
+            return Path(out_dir)
         return save_run(self, out_dir, overwrite=overwrite)
 
 
@@ -89,26 +95,26 @@ def save_run(result: StylizeResult, out_dir: str | Path, overwrite: bool = False
 
     timings = dict(result.timings)
     timings["save"] = round(time.perf_counter() - started, 3)
-    write_json(out / "run.json", {
-        "meshstyle": __version__,
-        "config": result.config.to_dict(),
-        "seed": result.config.seed,
-        "versions": _versions(),
-        "inputs": {
+    write_json(out / "run.json", RunInfo(
+        meshstyle=__version__,
+        config=result.config.to_dict(),
+        seed=result.config.seed,
+        versions=_versions(),
+        inputs={
             "scene": result.scene.source or result.scene.name,
             "scene_name": result.scene.name,
             "mesh_fingerprint": fingerprint(result.scene.vertices, result.scene.faces),
             "style_fingerprint": fingerprint(np.asarray(result.style_image, dtype=np.float32)),
         },
-        "scene": {"name": result.scene.name, "kind": result.scene.kind, "up": list(result.scene.up),
-                  "camera_source": "photos" if result.scene.photos else "generated"},
-        "timings": timings,
-        "history": result.history,
-        "info": result.info,
-        "metrics": {},
-        "cameras": [camera.to_dict() for camera in result.cameras],
-        "holdout": [camera.to_dict() for camera in result.holdout],
-    })
+        scene={"name": result.scene.name, "kind": result.scene.kind, "up": list(result.scene.up),
+               "camera_source": "photos" if result.scene.photos else "generated"},
+        timings=timings,
+        history=result.history,
+        info=result.info,
+        metrics={},
+        cameras=[camera.to_dict() for camera in result.cameras],
+        holdout=[camera.to_dict() for camera in result.holdout],
+    ).to_dict())
     return out
 
 
@@ -156,13 +162,13 @@ class LoadedResult:
     holdout: list[Camera]
     original: TexturedMesh | None    # initial texture on the same atlas, when known
     style_image: np.ndarray | None
-    run: dict[str, Any] | None       # run.json
+    run: RunInfo | None              # run.json
     folder: Path | None              # the run folder, where eval.json goes
 
     @property
     def cameras_from_photos(self) -> bool:
         """True when the run's cameras are a scan's capture path (worth replaying as a video)."""
-        return bool(self.cameras) and (self.run or {}).get("scene", {}).get("camera_source") == "photos"
+        return bool(self.cameras) and self.run is not None and self.run.scene.get("camera_source") == "photos"
 
 
 def load_result(path: str | Path) -> LoadedResult:
@@ -171,18 +177,18 @@ def load_result(path: str | Path) -> LoadedResult:
         mesh_file = next((path / name for name in ("stylized.glb", "stylized.obj") if (path / name).is_file()), None)
         if mesh_file is None:
             raise InputError(path, "not a run folder: no stylized.glb or stylized.obj")
-        run = _read_run_json(path / "run.json") if (path / "run.json").is_file() else None
+        run = read_run_info(path / "run.json") if (path / "run.json").is_file() else None
         mesh = read_textured(mesh_file)
         original = None
         if (path / "initial_texture.png").is_file():
             original = TexturedMesh(mesh.vertices, mesh.faces, mesh.uv, read_image(path / "initial_texture.png"))
         style = read_image(path / "style.png") if (path / "style.png").is_file() else None
-        scene_info = (run or {}).get("scene", {})
+        scene_info = run.scene if run is not None else {}
         scene = Scene(name=scene_info.get("name", path.name), vertices=mesh.vertices, faces=mesh.faces,
                       kind=scene_info.get("kind", _guess_kind(mesh)), up=tuple(scene_info.get("up", (0, 0, 1))),
                       source=str(path))
-        cameras = [Camera.from_dict(item) for item in (run or {}).get("cameras", [])]
-        holdout = [Camera.from_dict(item) for item in (run or {}).get("holdout", [])]
+        cameras = [Camera.from_dict(item) for item in (run.cameras if run is not None else [])]
+        holdout = [Camera.from_dict(item) for item in (run.holdout if run is not None else [])]
         return LoadedResult(mesh, scene, cameras, holdout, original, style, run, path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
@@ -194,13 +200,6 @@ def load_result(path: str | Path) -> LoadedResult:
     scene = Scene(name=path.stem, vertices=mesh.vertices, faces=mesh.faces, kind=scene.kind, up=scene.up,
                   source=str(path))
     return LoadedResult(mesh, scene, [], [], None, None, None, None)
-
-
-def _read_run_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"invalid JSON: {exc}") from None
 
 
 def _guess_kind(mesh: TexturedMesh) -> str:
@@ -232,6 +231,6 @@ def evaluate_run(path: str | Path, metrics: list[str] | None = None) -> dict[str
     if loaded.folder is not None:
         write_json(loaded.folder / "eval.json", report)
         if loaded.run is not None:
-            loaded.run["metrics"] = report
-            write_json(loaded.folder / "run.json", loaded.run)
+            loaded.run.metrics = report
+            write_json(loaded.folder / "run.json", loaded.run.to_dict())
     return report

@@ -26,12 +26,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 
 from meshstyle.config import LossConfig, OptimConfig
+from meshstyle.common.distributed import LOCAL, RankLost, World, reduce_step
 from meshstyle.errors import InputError
 from meshstyle.common.io import atomic_path
 from meshstyle.stylize.losses import StyleTargets, content_loss, style_loss, tv_loss
@@ -113,10 +114,46 @@ class LossTerms:
         return self.style + self.content + self.tv + self.regularizer
 
 
+@dataclass(frozen=True, eq=False)
+class StepRecord(Mapping[str, float]):
+    """One completed step of the loss history (run.json "history", the checkpoint's "history").
+
+    It also reads as the dict it replaced (`record["total"]`, `dict(record)`), so callers of
+    `StylizeResult.history` keep working and the checkpoint stores plain dicts (safe to load with
+    `weights_only`)."""
+    step: int                # 1-based: the number of steps done after this one
+    total: float             # style + content + tv + regularizer
+    style: float
+    content: float
+    tv: float
+    regularizer: float
+    lr: float                # base learning rate of the step (layer groups scale it)
+    seconds: float           # wall time of the step
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> "StepRecord":
+        """From a run.json or checkpoint entry; KeyError/TypeError/ValueError when it is not one."""
+        return cls(int(record["step"]), *(float(record[name]) for name in STEP_FIELDS[1:]))
+
+    def __getitem__(self, key: str) -> float:
+        if key not in STEP_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(STEP_FIELDS)
+
+    def __len__(self) -> int:
+        return len(STEP_FIELDS)
+
+
+STEP_FIELDS = ("step", "total", "style", "content", "tv", "regularizer", "lr", "seconds")
+
+
 @dataclass
 class OptimizeResult:
     texture: torch.Tensor             # (3,H,W) final summed texture in [0,1]
-    history: list[dict[str, float]]
+    history: list[StepRecord]
     checkpoint: dict[str, Any]
     steps_run: int                    # steps this call ran (fewer than iters after a resume)
     seconds: float
@@ -154,20 +191,32 @@ def layer_groups(texture: LaplacianTexture, optim: OptimConfig) -> list[dict[str
 def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objective,
              optim: OptimConfig, seed: int, *, checkpoint_path: Path | None = None,
              resume: dict[str, Any] | None = None,
-             on_step: Callable[[int, dict[str, float]], None] | None = None) -> OptimizeResult:
+             on_step: Callable[[int, dict[str, float]], None] | None = None,
+             world: World = LOCAL) -> OptimizeResult:
     """Run the optimisation from scratch or from a checkpoint dict (`resume`) up to `optim.iters`.
 
     `on_step(step, record)` is called after each completed step (tests use it to interrupt a run).
+    Under torchrun (`world`, see distributed.py) each rank trains on its slice of the step's views
+    and the gradients are averaged before the identical optimiser step; pass `checkpoint_path`
+    on rank 0 only.
     """
     if not views:
         raise ValueError("no training views to optimise on")
     optimizer = torch.optim.Adam(layer_groups(texture, optim), lr=optim.lr)
-    history: list[dict[str, float]] = []
+    history: list[StepRecord] = []
     start = 0
     if resume is not None:
-        start, history = restore(resume, texture, optimizer, seed, checkpoint_path)
+        start, records = restore(resume, texture, optimizer, seed, checkpoint_path)
+        try:
+            history = [StepRecord.from_dict(record) for record in records]
+        except (KeyError, TypeError, ValueError):
+            raise InputError(checkpoint_path or "checkpoint",
+                             "damaged checkpoint: a loss history entry is not a step record") from None
     content_features = precompute_content(views, objective)
-    views_per_step = max(1, min(optim.views_per_step, len(views)))
+    views_per_step = max(1, min(optim.views_per_step, len(views)))   # per rank
+    schedule = {"views_per_step": views_per_step * world.size, "iters": optim.iters}
+    if resume is not None:
+        check_schedule(resume, schedule, checkpoint_path)
     started = time.perf_counter()
     last_checkpoint = started
     bar = progress(total=optim.iters, desc="stylize", unit="step")
@@ -179,15 +228,16 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
                 lr = learning_rate(step, optim)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group["lr_scale"]
-                chosen = views_for_step(step, len(views), views_per_step, seed)
+                chosen = world.share(views_for_step(step, len(views), views_per_step * world.size, seed),
+                                     views_per_step)
                 terms = accumulate_gradients(texture, [views[i] for i in chosen], chosen, objective,
-                                             content_features, interrupt)
+                                             content_features, interrupt, world)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 texture.clamp_()
-                record = {"step": step + 1, "total": terms.total, "style": terms.style,
-                          "content": terms.content, "tv": terms.tv, "regularizer": terms.regularizer,
-                          "lr": lr, "seconds": time.perf_counter() - step_started}
+                record = StepRecord(step=step + 1, total=terms.total, style=terms.style,
+                                    content=terms.content, tv=terms.tv, regularizer=terms.regularizer,
+                                    lr=lr, seconds=time.perf_counter() - step_started)
                 history.append(record)
                 bar.update(1)
                 bar.set_postfix(loss=f"{terms.total:.3g}", style=f"{terms.style:.3g}",
@@ -198,16 +248,18 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
                     raise KeyboardInterrupt
                 now = time.perf_counter()
                 if checkpoint_path is not None and now - last_checkpoint >= optim.checkpoint_every_s:
-                    save_checkpoint(checkpoint_path, make_checkpoint(texture, optimizer, step + 1, seed, history))
+                    save_checkpoint(checkpoint_path, make_checkpoint(texture, optimizer, step + 1, seed, history,
+                                                                    schedule))
                     last_checkpoint = now
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RankLost):
         # `history` holds exactly the completed steps; the interrupted one changed no parameter.
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, make_checkpoint(texture, optimizer, len(history), seed, history))
+            save_checkpoint(checkpoint_path, make_checkpoint(texture, optimizer, len(history), seed, history,
+                                                             schedule))
         raise
     finally:
         bar.close()
-    checkpoint = make_checkpoint(texture, optimizer, len(history), seed, history)
+    checkpoint = make_checkpoint(texture, optimizer, len(history), seed, history, schedule)
     if checkpoint_path is not None:
         save_checkpoint(checkpoint_path, checkpoint)
     with torch.no_grad():
@@ -232,23 +284,41 @@ def precompute_content(views: list[TrainView], objective: Objective) -> dict[tup
 
 def accumulate_gradients(texture: LaplacianTexture, views: list[TrainView], view_ids: list[int],
                          objective: Objective, content_features: dict[tuple[int, int], torch.Tensor],
-                         interrupt: "InterruptFlag") -> LossTerms:
-    """Back-propagate the step's loss into the texture's layers; returns the loss terms."""
+                         interrupt: "InterruptFlag", world: World = LOCAL) -> LossTerms:
+    """Back-propagate the step's loss into the texture's layers; returns the loss terms.
+
+    The step's loss is the mean over its views. Each view's gradient is summed on its own, the
+    views' sums added up, and (under torchrun) added over ranks before the one division: the same
+    operations in the same order whether 2 views run in one process or 1 on each of 2 ranks, so
+    both paths give the same texture (tests/test_distributed.py)."""
     image = texture()
     # Each patch back-propagates into this leaf and frees its VGG graph before the next one.
     leaf = image.detach().requires_grad_(True)
     terms = LossTerms()
-    view_share = 1.0 / len(views)
+    summed: torch.Tensor | None = None
     for view, view_id in zip(views, view_ids):
         for index, target in enumerate(view.targets):
-            if interrupt.requested:
+            if interrupt.requested and not world.enabled:   # ranks stop together, after the all_reduce
                 raise KeyboardInterrupt
             patch_terms = patch_loss(leaf, target, objective, content_features.get((view_id, index)))
-            scale = view_share * target.patch.share
+            scale = target.patch.share
             (scale * (patch_terms[0] + patch_terms[1])).backward()
             terms.style += scale * patch_terms[0].item()
             terms.content += scale * patch_terms[1].item()
-    roots, gradients = [image], [leaf.grad if leaf.grad is not None else torch.zeros_like(image)]
+        if leaf.grad is not None:
+            summed = leaf.grad if summed is None else summed.add_(leaf.grad)
+            leaf.grad = None
+    summed = summed if summed is not None else torch.zeros_like(image)
+    view_count = len(views)
+    if world.enabled:
+        (terms.style, terms.content), stop = reduce_step(world, summed, [terms.style, terms.content],
+                                                         interrupt.requested)
+        if stop:
+            raise KeyboardInterrupt
+        view_count *= world.size
+    terms.style /= view_count
+    terms.content /= view_count
+    roots, gradients = [image], [summed.div_(view_count)]
     if objective.loss.tv_weight > 0:
         tv = objective.loss.tv_weight * tv_loss(image)
         terms.tv = tv.item()
@@ -317,9 +387,10 @@ def render_patch(image: torch.Tensor, patch: LevelPatch) -> torch.Tensor:
 # --- checkpoints -------------------------------------------------------------------------------
 
 def make_checkpoint(texture: LaplacianTexture, optimizer: torch.optim.Optimizer, step: int, seed: int,
-                    history: list[dict[str, float]]) -> dict[str, Any]:
-    # The view schedule is a counter-based generator (seed, epoch): its whole state is seed + step.
-    return {"version": CHECKPOINT_VERSION, "step": step, "rng": {"seed": seed, "step": step},
+                    history: list[dict[str, float]], schedule: dict[str, int] | None = None) -> dict[str, Any]:
+    # The view schedule is a counter-based generator (seed, epoch): its whole state is seed + step,
+    # given the global views per step and the step count the learning rate decays over.
+    return {"version": CHECKPOINT_VERSION, "step": step, "rng": {"seed": seed, "step": step, **(schedule or {})},
             "texture": {k: v.detach().clone() for k, v in texture.state_dict().items()},
             "optimizer": optimizer.state_dict(), "history": [dict(r) for r in history]}
 
@@ -357,6 +428,17 @@ def restore(checkpoint: dict[str, Any], texture: LaplacianTexture, optimizer: to
     return int(checkpoint["step"]), [dict(r) for r in checkpoint["history"]]
 
 
+def check_schedule(checkpoint: dict[str, Any], schedule: dict[str, int], source: Path | None) -> None:
+    """A resume must draw the same views: the same global views per step (views_per_step x
+    torchrun ranks). Older checkpoints do not record it and were single-process runs."""
+    stored = checkpoint.get("rng", {}).get("views_per_step", schedule["views_per_step"])
+    if stored != schedule["views_per_step"]:
+        raise InputError(source if source is not None else "checkpoint",
+                         f"was written by a run of {stored} views per step, this one has "
+                         f"{schedule['views_per_step']} (views_per_step x torchrun ranks): resume with the "
+                         f"same number of ranks and views_per_step")
+
+
 # --- Ctrl-C between patches --------------------------------------------------------------------
 
 @dataclass
@@ -379,13 +461,16 @@ def deferred_interrupt() -> Iterator[InterruptFlag]:
         if flag.presses > 1:
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, handler)
+    # SIGTERM too: it is what torchrun sends the surviving ranks when one died, and what
+    # schedulers and `timeout` send; either way the run should leave a checkpoint.
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler_before in previous.items():
+            signal.signal(number, handler_before)
 
 
-def steps_per_second(history: list[dict[str, float]]) -> float:
-    seconds = sum(r["seconds"] for r in history)
+def steps_per_second(history: list[StepRecord]) -> float:
+    seconds = sum(r.seconds for r in history)
     return len(history) / seconds if seconds > 0 else math.nan

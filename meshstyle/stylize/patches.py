@@ -9,9 +9,12 @@ stroke to keep one size in the world a pixel at depth `d` should be seen in an i
 
 where `h_0` is the coarsest level's height and `d_0` the *reference depth*: the depth at which the
 coarsest level already has the wanted size (one scene-wide constant, so strokes also match across
-views; see `reference_depth`). In pyramid-level units (level k has height h_0 * s**k) that is
+views; see `reference_depth`). The pyramid carries its levels' heights h_k, so the level wanted
+is where h* falls among them, linear in log-height between two levels:
 
-    level(d) = log(d / d_0) / log(s),   clipped to [0, levels - 1].
+    level(d) = k + log(h*(d) / h_k) / log(h_{k+1} / h_k)   for h_k <= h*(d) <= h_{k+1},
+
+clipped to [0, levels - 1]. With the configured h_k = h_0 * s**k this is log(d / d_0) / log(s).
 
 Each pixel's weight is split between the two nearest levels by linear interpolation in that
 log-height, cross-fading over a band `level_blend` levels wide centred half-way between them
@@ -36,11 +39,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from meshstyle.config import LossConfig, RasterConfig
+from meshstyle.config import LossConfig
 from meshstyle.raster.fragments import Fragments, ViewPyramid
 
 Box = tuple[int, int, int, int]   # (y0, y1, x0, x1), half-open, in pixels of the patch's level
@@ -76,24 +80,29 @@ def angle_weight(fragments: Fragments, config: LossConfig) -> torch.Tensor:
     return torch.where(cos_angle >= cos_threshold, cos_angle, torch.zeros_like(cos_angle)) * covered
 
 
-def level_of_depth(depth: torch.Tensor, reference: float, raster: RasterConfig) -> torch.Tensor:
-    """Continuous pyramid level wanted by each depth (module docstring), clipped to the pyramid."""
-    top = max(0, raster.levels - 1)
-    if top == 0:
-        return torch.zeros_like(depth)
-    level = torch.log(depth.clamp_min(1e-6) / reference) / math.log(raster.level_scale)
-    return level.clamp(0.0, float(top))
+def level_of_depth(depth: torch.Tensor, reference: float, heights: Sequence[int]) -> torch.Tensor:
+    """Continuous pyramid level wanted by each depth (module docstring), clipped to the pyramid
+    whose level heights (coarsest first) are `heights`."""
+    # log(h*(d) / h_0), and each level's log(h_k / h_0): the level is the piecewise-linear position
+    # of the first among the second, summed segment by segment (each contributes 0..1).
+    wanted = torch.log(depth.clamp_min(1e-6) / reference)
+    steps = [math.log(height / heights[0]) for height in heights]
+    level = torch.zeros_like(depth)
+    for low, high in zip(steps, steps[1:]):
+        # Two levels of one height (a scale near 1, rounded) hand over at once.
+        level += ((wanted - low) / max(high - low, 1e-12)).clamp(0.0, 1.0)
+    return level
 
 
-def depth_weights(fragments: Fragments, level: int, reference: float, raster: RasterConfig,
-                  blend: float = 1.0) -> torch.Tensor:
-    """(H,W) share of each pixel of `fragments` (rendered at pyramid `level`) that belongs to that level.
+def depth_weights(pyramid: ViewPyramid, level: int, reference: float, blend: float = 1.0) -> torch.Tensor:
+    """(H,W) share of each pixel of the pyramid's `level` that belongs to that level.
 
     `blend` is the width, in levels, of the cross-fade centred half-way between two levels: 1 is
     the plain linear interpolation, smaller values give each level more pixels of its own (and VGG
     smaller crops) at the price of a sharper hand-over.
     """
-    wanted = level_of_depth(fragments.depth, reference, raster)
+    fragments = pyramid.levels[level]
+    wanted = level_of_depth(fragments.depth, reference, pyramid.heights)
     distance = (wanted - level).abs()
     share = ((0.5 - distance) / max(blend, 1e-6) + 0.5).clamp(0.0, 1.0)
     return share * fragments.mask.to(torch.float32)
@@ -117,14 +126,14 @@ def reference_depth(pyramids: list[ViewPyramid], config: LossConfig) -> float:
     return float(torch.quantile(depths[::stride].double(), config.reference_depth_quantile))
 
 
-def split_by_depth(pyramid: ViewPyramid, config: LossConfig, raster: RasterConfig,
-                   reference: float) -> list[LevelPatch]:
-    """The patches of one view: per used level, crops around the pixels that belong to it."""
+def split_by_depth(pyramid: ViewPyramid, config: LossConfig, reference: float) -> list[LevelPatch]:
+    """The patches of one view: per used level, crops around the pixels that belong to it.
+    The level geometry is the pyramid's own (its heights), not re-derived from the raster config."""
     levels = pyramid.levels if config.depth_aware else pyramid.levels[:1]
     base_height = pyramid.levels[0].height
     weights: list[torch.Tensor] = []
     for index, fragments in enumerate(levels):
-        share = depth_weights(fragments, index, reference, raster, config.level_blend) \
+        share = depth_weights(pyramid, index, reference, config.level_blend) \
             if config.depth_aware else fragments.mask.to(torch.float32)
         weights.append(share * angle_weight(fragments, config))
     # Compare levels in coarsest-level pixel units: a level-k pixel is (h_0/h_k)^2 of one.

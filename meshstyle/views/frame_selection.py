@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,24 @@ from meshstyle.geometry.mesh import face_areas
 from meshstyle.geometry.scene import Photo
 
 
+@dataclass
+class FrameReport:
+    """How `select_frames` chose: what it dropped and how much of the surface the choice sees."""
+    candidates: int = 0            # frames considered (at most max_candidates, drawn at random)
+    dropped_blurry: int = 0
+    dropped_unreadable: int = 0    # pixels that cannot be decoded
+    dropped_empty: int = 0         # seeing no mesh
+    chosen: int = 0
+    coverage: float = 0.0          # share of the mesh's area seen by the chosen frames
+    coverage_all: float = 0.0      # seen by all candidates: the most any choice could reach
+    coverage_curve: list[float] = field(default_factory=list)   # coverage after each pick
+    patch_size_m: float = 0.0      # side of the surface patches coverage is counted in
+    seconds: float = 0.0
+
+
 def select_frames(photos: list[Photo], rasterizer, n: int, rng: np.random.Generator,
                   blur_filter: bool = True, *, raster_height: int = 64, blur_ratio: float = 0.3,
-                  max_candidates: int = 2000) -> tuple[list[Photo], dict]:
+                  max_candidates: int = 2000) -> tuple[list[Photo], FrameReport]:
     """At most `n` sharp photos that together see as much of the mesh's surface as possible.
 
     1. Blur filter: frames whose sharpness (variance of the Laplacian of a ~240-px grey thumbnail)
@@ -25,31 +41,27 @@ def select_frames(photos: list[Photo], rasterizer, n: int, rng: np.random.Genera
        nothing new.
 
     The chosen photos come most informative first, so any prefix is itself a good selection.
-    Report keys: candidates, dropped_blurry, dropped_unreadable, dropped_empty (seeing no mesh),
-    chosen, coverage (share of the mesh's area seen by the chosen views), coverage_all (by all
-    candidates: the most any choice could reach), coverage_curve (after each pick), patch_size_m,
-    seconds. `rng` draws the candidates when there are more than `max_candidates`.
+    `rng` draws the candidates when there are more than `max_candidates`.
     """
     start = time.perf_counter()
     candidates = list(photos)
     if len(candidates) > max_candidates:
         keep = np.sort(rng.choice(len(candidates), size=max_candidates, replace=False))
         candidates = [candidates[i] for i in keep]
-    report: dict = {"candidates": len(candidates), "dropped_blurry": 0, "dropped_unreadable": 0,
-                    "dropped_empty": 0}
+    report = FrameReport(candidates=len(candidates))
 
     sharpness = [image_sharpness(photo.color_path) for photo in progress(candidates, desc="blur check", unit="frame")]
     readable = [(photo, value) for photo, value in zip(candidates, sharpness) if value is not None]
-    report["dropped_unreadable"] = len(candidates) - len(readable)
+    report.dropped_unreadable = len(candidates) - len(readable)
     if blur_filter and readable:
         threshold = blur_ratio * float(np.median([value for _, value in readable]))
         sharp = [photo for photo, value in readable if value >= threshold]
-        report["dropped_blurry"] = len(readable) - len(sharp)
+        report.dropped_blurry = len(readable) - len(sharp)
     else:
         sharp = [photo for photo, _ in readable]
 
     seen_faces, pixel_sizes, seeing = _visible_faces(sharp, rasterizer, raster_height)
-    report["dropped_empty"] = len(sharp) - len(seeing)
+    report.dropped_empty = len(sharp) - len(seeing)
     face_area = face_areas(rasterizer.vertices, rasterizer.faces)
     total_area = float(face_area.sum())
     chosen: list[Photo] = []
@@ -65,11 +77,12 @@ def select_frames(photos: list[Photo], rasterizer, n: int, rng: np.random.Genera
         chosen = [seeing[i] for i in order]
         curve = [area / total_area for area in areas]
         all_seen = np.unique(views.indices)
-        report["coverage_all"] = float(patch_area[all_seen].sum() / total_area)
-    else:
-        report["coverage_all"] = 0.0
-    report.update(chosen=len(chosen), coverage=curve[-1] if curve else 0.0, coverage_curve=curve,
-                  patch_size_m=patch_size, seconds=time.perf_counter() - start)
+        report.coverage_all = float(patch_area[all_seen].sum() / total_area)
+    report.chosen = len(chosen)
+    report.coverage = curve[-1] if curve else 0.0
+    report.coverage_curve = curve
+    report.patch_size_m = patch_size
+    report.seconds = time.perf_counter() - start
     return chosen, report
 
 
