@@ -233,7 +233,7 @@ def bench_one(scene: str, style: str, label: str, overrides: list[str], args: ar
         print(f"  stylize failed (exit {child.returncode}); see {out.parent / f'{scene}-{style}.log'}")
         return {"scene": scene, "style": style, "setting": label, "failed": child.returncode}
     loaded = load_result(out)
-    config = config_of(loaded.run["config"], out / "run.json")
+    config = config_of(loaded.run.config, out / "run.json")
     # Score at the optimiser's scale: a scan's photo cameras are 480 px high, where one 2-D ceiling
     # step costs ~10x one at 192 px; both the 3-D result and the ceiling see the same scaled views.
     height = args.eval_height or config.raster.image_height
@@ -244,7 +244,7 @@ def bench_one(scene: str, style: str, label: str, overrides: list[str], args: ar
     cache = Path(os.environ.get("MESHSTYLE_CACHE", Path.home() / ".cache" / "meshstyle")) / "bench_quality"
     top = {"swd": float("nan"), "content": float("nan")}
     if with_ceiling:
-        top = ceiling(loaded, config, loaded.run["config"], args.ceiling_steps, cache, features)
+        top = ceiling(loaded, config, loaded.run.config, args.ceiling_steps, cache, features)
         write_ceiling_sheet(out / "ceiling_sheet.png", loaded, top.pop("ceiling_images"))
     coverage = report.get("coverage", {})
     seams = report.get("seams", {})
