@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from meshstyle.atlas.seams import SeamFill, fill_seams_numpy, seam_fill_for
-from meshstyle.atlas.unwrap import Atlas, atlas_info, bake_texture, fill_gutter, make_atlas
+from meshstyle.atlas.unwrap import Atlas, atlas_info, bake_texture, fill_gutter, make_atlas, rasterize_atlas
 from meshstyle.atlas.unwrap import _measured as _measured_atlas
 from meshstyle.common.cache import fingerprint
 from meshstyle.views.cameras import for_scene, view_coverage
@@ -28,6 +29,7 @@ from meshstyle.errors import InputError
 from meshstyle.raster.fragments import ViewPyramid
 from meshstyle.stylize.losses import blend_targets, match_colors, style_targets
 from meshstyle.outputs.monitor import RunObserver, RunStart, step_hook
+from meshstyle.stylize.paint import ColorTransform, normalized_style_features, palette_transform
 from meshstyle.stylize.optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
                        render_patch, steps_per_second)
 from meshstyle.stylize.patches import LevelPatch, reference_depth, split_by_depth
@@ -67,6 +69,7 @@ class Prepared:
     """Everything the optimisation needs, built once per run by `prepare`."""
     atlas: Atlas
     initial: np.ndarray               # (H,W,3) float32 initial texture (the mesh's own colours)
+    start: np.ndarray                 # (H,W,3) float32 where the optimisation starts (after the palette step)
     train: list[View]
     holdout: list[View]
     views: list[TrainView]
@@ -85,6 +88,10 @@ class Prepared:
     @property
     def initial_tensor(self) -> torch.Tensor:
         return torch.from_numpy(self.initial).permute(2, 0, 1).contiguous()
+
+    @property
+    def start_tensor(self) -> torch.Tensor:
+        return torch.from_numpy(self.start).permute(2, 0, 1).contiguous()
 
 
 def stylize(scene: Scene | None, style: str | Path | np.ndarray, config: StylizeConfig | None = None,
@@ -117,7 +124,7 @@ def stylize(scene: Scene | None, style: str | Path | np.ndarray, config: Stylize
     for observer in observers:
         observer.started(run_start(scene, prepared, config, out_dir, resume_state))
     with stage("optimise", timings):
-        texture = LaplacianTexture(prepared.initial_tensor.to(device), config.texture.pyramid_levels)
+        texture = LaplacianTexture(prepared.start_tensor.to(device), config.texture.pyramid_levels)
         outcome = optimize(texture, prepared.views, prepared.objective, optim, config.seed,
                            checkpoint_path=checkpoint_path if world.is_main else None, resume=resume_state,
                            world=world, on_step=step_hook(observers, lambda: texture_pixels(texture)),
@@ -248,7 +255,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         weights = blend_weights(len(styles), config.loss.style_weights)
         initial_tensor = torch.from_numpy(initial).permute(2, 0, 1).contiguous()
-        style_images, per_style = [], []
+        style_images = []
         for index, one_style in enumerate(styles):
             # The first style may move the reference depth (an extent beyond the style size range);
             # the others are then sized for that same depth.
@@ -258,19 +265,26 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
             if config.loss.preserve_color:
                 image = match_colors(image, initial_tensor)
             style_images.append(image)
-            per_style.append(style_targets(vgg, image.to(device), config.loss.style_layers,
-                                           config.loss.style_scales, config.loss.statistic))
-        targets = blend_targets(per_style, weights)
         style_image = style_images[0]
-        objective = Objective(vgg=vgg, style=targets, loss=config.loss, regularizer=config.texture.regularizer,
-                              seams=seams)
-        views = [train_view(pyramid, initial_tensor, view.photo, content_source, config, depth_reference)
+        palette = ColorTransform.identity()
+        if config.loss.palette and not config.loss.preserve_color:
+            # A blend's palette is its first style's: the others add texture, not the colour scheme.
+            sample, used = texture_sample(initial_tensor, atlas.uv)
+            palette = palette_transform(sample, style_image, used, strength=min(1.0, config.loss.style_strength))
+            initial_tensor = palette(initial_tensor)
+        start = np.ascontiguousarray(initial_tensor.permute(1, 2, 0).numpy(), dtype=np.float32)
+        per_style = [style_targets(vgg, image.to(device), config.loss.style_layers, config.loss.style_scales,
+                                   config.loss.statistic) for image in style_images]
+        objective = Objective(vgg=vgg, style=blend_targets(per_style, weights), loss=config.loss,
+                              regularizer=config.texture.regularizer, seams=seams,
+                              nnfm=nnfm_targets(vgg, style_image.to(device), config))
+        views = [train_view(pyramid, initial_tensor, view.photo, content_source, config, depth_reference, palette)
                  for view, pyramid in zip(train, progress(pyramids, desc="patches", unit="view"))]
         views = [view.to(device) for view in views if view.targets]
         if not views:
             raise InputError(scene.source or scene.name, "no training view has pixels to stylize")
         holdout_views = [train_view(pyramid, initial_tensor, view.photo, content_source, config,
-                                    depth_reference) for view, pyramid in zip(holdout, holdout_pyramids)]
+                                    depth_reference, palette) for view, pyramid in zip(holdout, holdout_pyramids)]
         holdout_views = [view.to(device) for view in holdout_views if view.targets]
 
     patches = [t.patch for view in views for t in view.targets]
@@ -296,7 +310,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
                         atlas=fingerprint(atlas.uv, atlas.size),
                         cameras=fingerprint([(v.camera.K, v.camera.cam_to_world, v.camera.width, v.camera.height)
                                              for v in train], heights))
-    return Prepared(atlas=atlas, initial=initial, train=train, holdout=holdout, views=views,
+    return Prepared(atlas=atlas, initial=initial, start=start, train=train, holdout=holdout, views=views,
                     holdout_views=holdout_views, objective=objective,
                     style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings,
                     seams=seams, texels=texels, seen=seen,
@@ -479,8 +493,13 @@ def content_source_for(scene: Scene, config: StylizeConfig) -> str:
 
 
 def train_view(pyramid: ViewPyramid, initial: torch.Tensor, photo: Photo | None, content_source: str,
-               config: StylizeConfig, depth_reference: float) -> TrainView:
-    """A view's depth-split patches, each with the crop of the image it should still resemble."""
+               config: StylizeConfig, depth_reference: float,
+               palette: ColorTransform | None = None) -> TrainView:
+    """A view's depth-split patches, each with the crop of the image it should still resemble.
+
+    `initial` is the texture the optimisation starts from (after the palette step); photos go
+    through the same `palette` map, so the content loss keeps structure, not the original colours.
+    """
     patches = split_by_depth(pyramid, config.loss, depth_reference)
     if content_source == "none":
         return TrainView([PatchTarget(patch, None, None) for patch in patches])
@@ -489,7 +508,8 @@ def train_view(pyramid: ViewPyramid, initial: torch.Tensor, photo: Photo | None,
         for level in sorted({patch.level for patch in patches}):
             fragments = pyramid.levels[level]
             camera = photo.camera.scaled(fragments.height)
-            level_targets[level] = content_target(photo, camera, fragments)
+            image, valid = content_target(photo, camera, fragments)
+            level_targets[level] = (palette(image) if palette is not None else image), valid
         targets = []
         for patch in patches:
             image, valid = level_targets[patch.level]
@@ -498,6 +518,44 @@ def train_view(pyramid: ViewPyramid, initial: torch.Tensor, photo: Photo | None,
                                        valid[y0:y1, x0:x1].to(torch.float32)[None, None].contiguous()))
         return TrainView(targets)
     return TrainView([PatchTarget(patch, *mesh_content(initial, patch)) for patch in patches])
+
+
+NNFM_STYLE_POINTS = 4096   # style feature vectors per NNFM layer searched for nearest neighbours
+PALETTE_STATS_SIZE = 512   # texels per side at which the palette step measures the texture's colours
+
+
+def texture_sample(texture: torch.Tensor, uv: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The texture (3,h,w) at most PALETTE_STATS_SIZE on a side and the mask (h,w) of its used texels:
+    the empty atlas space around the charts must not count in the texture's colour statistics."""
+    side = min(PALETTE_STATS_SIZE, texture.shape[-1])
+    small = torch.nn.functional.adaptive_avg_pool2d(texture[None], (side, side))[0]
+    face_id, _ = rasterize_atlas(uv, side)
+    used = torch.from_numpy(face_id >= 0)
+    return small, (used if bool(used.any()) else None)
+
+
+def nnfm_targets(vgg: torch.nn.Module, style_image: torch.Tensor, config: StylizeConfig) -> dict[str, torch.Tensor]:
+    """Unit style feature vectors per NNFM layer, pooled over the style scales (empty when unused)."""
+    loss = config.loss
+    if loss.nnfm_weight <= 0 or not loss.nnfm_layers:
+        return {}
+    from meshstyle.stylize.losses import _rescale
+    pooled: dict[str, list[torch.Tensor]] = {layer: [] for layer in loss.nnfm_layers}
+    with torch.no_grad():
+        for scale in loss.style_scales:
+            features = vgg(_rescale(style_image[None], scale), tuple(loss.nnfm_layers))
+            for layer in loss.nnfm_layers:
+                pooled[layer].append(normalized_style_features(features[layer]))
+    generator = torch.Generator().manual_seed(config.seed)
+    targets = {}
+    for layer, values in pooled.items():
+        points = torch.cat(values)
+        if len(points) > NNFM_STYLE_POINTS:
+            # The search costs rendered x style features per patch; a random subset of the painting's
+            # features keeps every kind of stroke while bounding the cost (16k -> 4k at relu3_1).
+            points = points[torch.randperm(len(points), generator=generator)[:NNFM_STYLE_POINTS].to(points.device)]
+        targets[layer] = points
+    return targets
 
 
 def mesh_content(initial: torch.Tensor, patch: LevelPatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -562,3 +620,9 @@ def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
     finally:
         timings[name] = time.perf_counter() - started
     log(f"{name}: {timings[name]:.1f} s")
+
+
+# Importing meshstyle.stylize.* (above) binds the subpackage to the name `meshstyle.stylize`,
+# shadowing the API function that `meshstyle.__getattr__` would otherwise return lazily; bind the
+# function back so `ms.stylize(...)` works whatever was imported first.
+sys.modules["meshstyle"].stylize = stylize

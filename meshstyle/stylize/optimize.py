@@ -38,6 +38,7 @@ from meshstyle.common.distributed import LOCAL, RankLost, World, reduce_step
 from meshstyle.errors import InputError, Interrupted
 from meshstyle.common.io import atomic_path
 from meshstyle.stylize.losses import StyleTargets, content_loss, style_loss, tv_loss
+from meshstyle.stylize.paint import nnfm_loss
 from meshstyle.stylize.patches import LevelPatch
 from meshstyle.common.progress import progress
 from meshstyle.atlas.seams import SeamFill, fill_seams
@@ -76,6 +77,7 @@ class Objective:
     loss: LossConfig
     regularizer: float = 0.0          # weight of the Laplacian-layer penalty
     seams: SeamFill | None = None     # gutter texels re-read from across the seams at every lookup
+    nnfm: dict[str, torch.Tensor] = field(default_factory=dict)   # layer -> (M,C) unit style features
 
     def painted(self, texture: torch.Tensor) -> torch.Tensor:
         """The (3,H,W) texture the views see: its gutters refilled from across the seams, so
@@ -85,8 +87,12 @@ class Objective:
 
     @property
     def style_weight(self) -> float:
-        # The style-strength knob scales the style term only, so 1.0 is the tuned balance.
+        # The style-strength knob scales the style terms only, so 1.0 is the tuned balance.
         return self.loss.style_weight * self.loss.style_strength
+
+    @property
+    def nnfm_weight(self) -> float:
+        return self.loss.nnfm_weight * self.loss.style_strength if self.nnfm else 0.0
 
     @property
     def content_weight(self) -> float:
@@ -98,7 +104,9 @@ class Objective:
 
     @property
     def layers(self) -> tuple[str, ...]:
-        layers = tuple(self.loss.style_layers)
+        layers = tuple(self.loss.style_layers) if self.style_weight > 0 else ()
+        if self.nnfm_weight > 0:
+            layers += tuple(layer for layer in self.nnfm if layer not in layers)
         if self.content_weight > 0 and self.loss.content_layer not in layers:
             layers += (self.loss.content_layer,)
         return layers
@@ -361,15 +369,30 @@ def patch_loss(image: torch.Tensor, target: PatchTarget, objective: Objective,
                content_features: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(weighted style loss, weighted content loss) of one patch rendered from `image`."""
     patch = target.patch
-    rendered = render_patch(image, patch)
+    return image_loss(render_patch(image, patch), patch.weight, objective, content_features, target.content_weight)
+
+
+def image_loss(rendered: torch.Tensor, weight: torch.Tensor | None, objective: Objective,
+               content_features: torch.Tensor | None,
+               content_weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted style loss, weighted content loss) of one image (3,h,w): the loss of every 3-D patch
+    and of the 2-D ceiling (scripts/bench_quality.py), so both optimise exactly the same objective.
+
+    `weight` (1,1,h,w) weighs the style statistics, `content_weight` the content error."""
     features = objective.vgg(rendered[None], objective.layers)
-    style = objective.style_weight * style_loss(features, patch.weight, objective.style,
-                                                objective.layer_weights)
+    style = rendered.new_zeros(())
+    if objective.style_weight > 0:
+        style = objective.style_weight * style_loss(features, weight, objective.style, objective.layer_weights)
+    if objective.nnfm_weight > 0:
+        search = getattr(objective.vgg, "compute_dtype", torch.float32)
+        nnfm = sum(nnfm_loss(features[layer], targets, weight, search_dtype=search)
+                   for layer, targets in objective.nnfm.items())
+        style = style + objective.nnfm_weight / len(objective.nnfm) * nnfm
     content = rendered.new_zeros(())
     if objective.content_weight > 0 and content_features is not None:
         layer = objective.loss.content_layer
         content = objective.content_weight * content_loss(features, {layer: content_features},
-                                                          target.content_weight, layer)
+                                                          content_weight, layer)
     return style, content
 
 
