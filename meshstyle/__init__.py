@@ -14,8 +14,6 @@ Heavy modules (torch, open3d) load on first use, so `meshstyle --version` stays 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -46,16 +44,3 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
-
-class _Package(types.ModuleType):
-    """The import system binds each imported subpackage as an attribute of its parent: importing
-    anything under `meshstyle/stylize/` would replace the public function `ms.stylize` with that
-    subpackage (sys.modules still holds it, so every import of it keeps working)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType) and _LAZY[name][1] is not None:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

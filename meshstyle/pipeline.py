@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,24 +26,24 @@ from meshstyle.common import distributed
 from meshstyle.config import LossConfig, StylizeConfig
 from meshstyle.errors import InputError
 from meshstyle.raster.fragments import ViewPyramid
-from meshstyle.stylize.losses import blend_targets, match_colors, style_targets
+from meshstyle.stylization.losses import blend_targets, match_colors, style_targets
 from meshstyle.outputs.monitor import RunObserver, RunStart, step_hook
-from meshstyle.stylize.paint import ColorTransform, normalized_style_features, palette_transform
-from meshstyle.stylize.optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
+from meshstyle.stylization.paint import ColorTransform, normalized_style_features, palette_transform
+from meshstyle.stylization.optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
                        render_patch, steps_per_second)
-from meshstyle.stylize.patches import LevelPatch, reference_depth, split_by_depth
+from meshstyle.stylization.patches import LevelPatch, reference_depth, split_by_depth
 from meshstyle.common.progress import log, progress
 from meshstyle.outputs.provenance import style_record
 from meshstyle.raster.rasterizer import Rasterizer, view_pyramids
 from meshstyle.outputs.run_folder import StylizeResult
 from meshstyle.atlas.texture_size import default_texture_size
-from meshstyle.stylize.photo_targets import content_target
+from meshstyle.stylization.photo_targets import content_target
 from meshstyle.views.frame_selection import select_frames
 from meshstyle.geometry.camera import Camera
 from meshstyle.geometry.scene import Appearance, Photo, Scene, TexturedMesh, View
 from meshstyle.inputs.styles import load_style, resize_long_side
-from meshstyle.stylize.texture import LaplacianTexture
-from meshstyle.stylize.vgg import load_vgg, native_bfloat16
+from meshstyle.stylization.texture import LaplacianTexture
+from meshstyle.stylization.vgg import load_vgg, native_bfloat16
 
 CHECKPOINT_NAME = "checkpoint.pt"
 ASPECT = 4 / 3   # width / height of generated cameras
@@ -539,7 +538,7 @@ def nnfm_targets(vgg: torch.nn.Module, style_image: torch.Tensor, config: Styliz
     loss = config.loss
     if loss.nnfm_weight <= 0 or not loss.nnfm_layers:
         return {}
-    from meshstyle.stylize.losses import _rescale
+    from meshstyle.stylization.losses import _rescale
     pooled: dict[str, list[torch.Tensor]] = {layer: [] for layer in loss.nnfm_layers}
     with torch.no_grad():
         for scale in loss.style_scales:
@@ -621,8 +620,3 @@ def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
         timings[name] = time.perf_counter() - started
     log(f"{name}: {timings[name]:.1f} s")
 
-
-# Importing meshstyle.stylize.* (above) binds the subpackage to the name `meshstyle.stylize`,
-# shadowing the API function that `meshstyle.__getattr__` would otherwise return lazily; bind the
-# function back so `ms.stylize(...)` works whatever was imported first.
-sys.modules["meshstyle"].stylize = stylize

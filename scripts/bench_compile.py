@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from meshstyle.stylize.vgg import load_vgg
+from meshstyle.stylization.vgg import load_vgg
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 

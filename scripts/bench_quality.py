@@ -54,10 +54,10 @@ from meshstyle.evaluate.rendering import RenderedView, Renderer  # noqa: E402
 from meshstyle.evaluate.style import style_metrics  # noqa: E402
 from meshstyle.outputs.run_folder import load_result  # noqa: E402
 from meshstyle.pipeline import nnfm_targets, texture_sample  # noqa: E402
-from meshstyle.stylize.losses import style_targets  # noqa: E402
-from meshstyle.stylize.optimize import NEUTRAL_FILL, Objective, image_loss  # noqa: E402
-from meshstyle.stylize.paint import ColorTransform, palette_transform  # noqa: E402
-from meshstyle.stylize.vgg import load_vgg  # noqa: E402
+from meshstyle.stylization.losses import style_targets  # noqa: E402
+from meshstyle.stylization.optimize import NEUTRAL_FILL, Objective, image_loss  # noqa: E402
+from meshstyle.stylization.paint import ColorTransform, palette_transform  # noqa: E402
+from meshstyle.stylization.vgg import load_vgg  # noqa: E402
 
 SCENES = {"demo-room": "demo-room", "redkitchen": "/work/shared/scans/redkitchen"}
 STYLES = ("starry_night", "great_wave")

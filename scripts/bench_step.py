@@ -18,9 +18,9 @@ import torch
 
 from meshstyle import scenes
 from meshstyle.config import StylizeConfig
-from meshstyle.stylize.optimize import InterruptFlag, accumulate_gradients, optimize, precompute_content
+from meshstyle.stylization.optimize import InterruptFlag, accumulate_gradients, optimize, precompute_content
 from meshstyle.pipeline import prepare
-from meshstyle.stylize.texture import LaplacianTexture
+from meshstyle.stylization.texture import LaplacianTexture
 
 
 def main() -> None:

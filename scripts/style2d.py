@@ -28,10 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from meshstyle.stylize import losses
+from meshstyle.stylization import losses
 from meshstyle.common.io import read_image, write_image
 from meshstyle.common.progress import progress
-from meshstyle.stylize.vgg import load_vgg
+from meshstyle.stylization.vgg import load_vgg
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 

@@ -195,7 +195,7 @@ def test_baked_vertex_colours_render_like_the_vertex_colours_of_demo_room():
     from meshstyle import scenes
     from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
     from meshstyle.raster.rasterizer import Rasterizer
-    from meshstyle.stylize.texture import sample
+    from meshstyle.stylization.texture import sample
 
     scene = scenes.build("demo-room")
     atlas = make_atlas(scene, 1024, SceneConfig())

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from meshstyle.errors import InputError
-from meshstyle.stylize.optimize import CHECKPOINT_VERSION, load_checkpoint
+from meshstyle.stylization.optimize import CHECKPOINT_VERSION, load_checkpoint
 from meshstyle.pipeline import check_fingerprints
 from reliability_tools import error_line, run_cli
 

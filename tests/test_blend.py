@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from meshstyle.stylize.losses import StyleTargets, blend_targets
+from meshstyle.stylization.losses import StyleTargets, blend_targets
 
 
 def test_blend_mixes_each_statistic():

@@ -12,7 +12,7 @@ from meshstyle.atlas.seams import seam_fill_for
 from meshstyle.views.coverage import propagate_paint, seen_mask, select_for_coverage, texel_points
 from meshstyle.pipeline import quick_config, stylize
 from meshstyle.raster.rasterizer import Rasterizer
-from meshstyle.stylize.texture import LaplacianTexture
+from meshstyle.stylization.texture import LaplacianTexture
 
 
 def rows_in(rows: np.ndarray, pool: np.ndarray) -> np.ndarray:

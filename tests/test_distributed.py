@@ -21,8 +21,8 @@ from meshstyle.common import distributed
 from meshstyle.batch import load_jobs
 from meshstyle.config import OptimConfig
 from meshstyle.errors import InputError
-from meshstyle.stylize.optimize import check_schedule, views_for_step
-from meshstyle.stylize.texture import LaplacianTexture
+from meshstyle.stylization.optimize import check_schedule, views_for_step
+from meshstyle.stylization.texture import LaplacianTexture
 
 TINY = """
 [cameras]

@@ -35,7 +35,7 @@ def render(mesh: TexturedMesh, cameras: list[Camera]) -> list[tuple[np.ndarray, 
     """(image, mask) per camera: fragments from the Rasterizer, colours from texture.sample."""
     import torch
 
-    from meshstyle.stylize.texture import sample
+    from meshstyle.stylization.texture import sample
 
     rasterizer = Rasterizer(mesh.vertices, mesh.faces, mesh.uv)
     texture = torch.from_numpy(np.ascontiguousarray(mesh.texture.transpose(2, 0, 1)))

@@ -88,12 +88,12 @@ def test_the_suite_uses_its_own_cache():
 
 
 def test_public_stylize_stays_the_function_after_its_subpackage_is_imported():
-    """`meshstyle/stylize/` shares its name with `ms.stylize`: importing the subpackage first
-    (as the pipeline and many tests do) must not turn the public function into a module."""
+    """Importing the optimisation's subpackage first (as the pipeline and many tests do) must not
+    turn the public function `ms.stylize` into a module (a subpackage named `stylize` would)."""
     import subprocess
     import sys
 
-    code = ("import meshstyle.stylize.optimize, meshstyle as ms; "
-            "from meshstyle.stylize import patches; print(callable(ms.stylize), ms.stylize.__module__)")
+    code = ("import meshstyle.stylization.optimize, meshstyle as ms; "
+            "from meshstyle.stylization import patches; print(callable(ms.stylize), ms.stylize.__module__)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["True", "meshstyle.pipeline"], done.stderr

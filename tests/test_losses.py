@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from meshstyle.stylize.losses import (StyleTargets, content_loss, gram, match_colors,
+from meshstyle.stylization.losses import (StyleTargets, content_loss, gram, match_colors,
                               mean_std, style_layer_losses, style_loss, style_targets, tv_loss, weight_at)
-from meshstyle.stylize.vgg import load_vgg
+from meshstyle.stylization.vgg import load_vgg
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1"]
 

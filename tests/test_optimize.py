@@ -7,9 +7,9 @@ import torch
 from meshstyle import scenes
 from meshstyle.config import StylizeConfig
 from meshstyle.errors import InputError
-from meshstyle.stylize.optimize import learning_rate, load_checkpoint, optimize, views_for_step
+from meshstyle.stylization.optimize import learning_rate, load_checkpoint, optimize, views_for_step
 from meshstyle.pipeline import prepare
-from meshstyle.stylize.texture import LaplacianTexture
+from meshstyle.stylization.texture import LaplacianTexture
 
 STEPS, INTERRUPT_AT = 6, 3
 

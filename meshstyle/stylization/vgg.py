@@ -24,7 +24,7 @@ by orders of magnitude between layers (Starry Night at 256 px: |G|_F = 1.1e5 at 
 relu2_1, 4.6e7 at relu4_1, 1.5e5 at relu5_1), so relu4_1 dominates a plain sum of squared errors
 by more than 10^4 and the style weight has to be retuned per network. No natural image set is
 available offline to redo Gatys' normalisation, and normalising on the style image itself would
-tie the network to one run. The network is therefore left raw, and `meshstyle.stylize.losses` makes every
+tie the network to one run. The network is therefore left raw, and `meshstyle.stylization.losses` makes every
 per-layer loss scale-free instead: each layer's Gram loss is divided by the squared norm of its
 target Gram and the content loss by the mean square of the target features. The loss weights
 then mean the same for any VGG-19 weights (raw, normalised, torchvision). `scripts/style2d.py`

@@ -37,12 +37,12 @@ from meshstyle.config import LossConfig, OptimConfig
 from meshstyle.common.distributed import LOCAL, RankLost, World, reduce_step
 from meshstyle.errors import InputError, Interrupted
 from meshstyle.common.io import atomic_path
-from meshstyle.stylize.losses import StyleTargets, content_loss, style_loss, tv_loss
-from meshstyle.stylize.paint import nnfm_loss
-from meshstyle.stylize.patches import LevelPatch
+from meshstyle.stylization.losses import StyleTargets, content_loss, style_loss, tv_loss
+from meshstyle.stylization.paint import nnfm_loss
+from meshstyle.stylization.patches import LevelPatch
 from meshstyle.common.progress import progress
 from meshstyle.atlas.seams import SeamFill, fill_seams
-from meshstyle.stylize.texture import LaplacianTexture, sample
+from meshstyle.stylization.texture import LaplacianTexture, sample
 
 CHECKPOINT_VERSION = 2   # 2: the run's atlas and input fingerprints, checked on resume
 NEUTRAL_FILL = 0.5   # grey behind uncovered pixels: no style pull towards any colour
