@@ -105,15 +105,15 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(f"stylized-{Path(str(args.scene)).stem or 'scene'}")
 
     def check_and_load():
-        # Rank 0 alone reads the inputs and owns the run folder; its verdict reaches every rank.
+        # Rank 0 alone reads the inputs and owns the run folder (its lock is held until the command
+        # ends); its verdict reaches every rank, so a refused folder is reported once.
+        owned.enter_context(_owned_out_dir(out, resume=args.resume, overwrite=args.overwrite, config=config))
         _check_scene_arg(args.scene)
         for one in args.style:
             _style_spec(one)
         return load_scene(args.scene, config.scene)
 
-    owned = (_owned_out_dir(out, resume=args.resume, overwrite=args.overwrite, config=config)
-             if world.is_main else contextlib.nullcontext())
-    with owned:
+    with contextlib.ExitStack() as owned:
         scene = distributed.run_on_main(world, check_and_load, share_result=False)
         style = args.style[0] if len(args.style) == 1 else list(args.style)
         return _run_stylize(scene, style, config, out, resume=args.resume,

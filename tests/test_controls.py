@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from meshstyle.cli import build_parser
-from meshstyle.config import FLAG_KEYS, StylizeConfig, all_keys, build_config
+from meshstyle.config import FLAG_KEYS, OptimConfig, StylizeConfig, all_keys, build_config
 from meshstyle.errors import InputError
 from meshstyle.options import flag_values, key_infos, parse_length
 
@@ -79,7 +79,7 @@ def test_config_command_lists_every_key_with_type_default_and_meaning():
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == set(all_keys())
     assert re.search(r"^loss\.style_strength\s+float\s+1\.0\s+\S", rows["loss.style_strength"])
-    assert re.search(r"^optim\.iters\s+int\s+200\s+optimisation steps", rows["optim.iters"])
+    assert re.search(rf"^optim\.iters\s+int\s+{OptimConfig().iters}\s+optimisation steps", rows["optim.iters"])
 
 
 def test_misspelt_key_suggests_the_nearest_one(tmp_path):

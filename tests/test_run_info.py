@@ -19,9 +19,9 @@ def step(number: int) -> StepRecord:
 
 def test_run_info_round_trips_with_its_version_and_keeps_keys_it_does_not_name(tmp_path):
     info = RunInfo(meshstyle="0.1.0", seed=3, scene={"kind": "room"}, history=[step(1), step(2)],
-                   extra={"provenance": {"argv": ["meshstyle"]}})
+                   extra={"notes": {"argv": ["meshstyle"]}})
     data = json.loads(json.dumps(info.to_dict()))
-    assert data["version"] == RUN_VERSION and data["provenance"] == {"argv": ["meshstyle"]}
+    assert data["version"] == RUN_VERSION and data["notes"] == {"argv": ["meshstyle"]}
     assert "extra" not in data and data["history"][1] == dict(step(2))
     (tmp_path / "run.json").write_text(json.dumps(data))
     back = read_run_info(tmp_path / "run.json")

@@ -140,7 +140,7 @@ def test_load_style_errors_name_the_file(tmp_path):
     write_bytes(corrupt, b"this is not a png")
     with pytest.raises(InputError) as error:
         load_style(str(corrupt))
-    assert error.value.path == str(corrupt) and "cannot read" in error.value.problem
+    assert error.value.path == str(corrupt) and "not an image" in error.value.problem
 
     with pytest.raises(InputError) as error:
         load_style("cirles")
