@@ -24,7 +24,7 @@ VGG19_LAYERS: tuple[str, ...] = tuple(
 )
 
 CameraKind = Literal["auto", "orbit", "walkthrough", "poses"]
-Statistic = Literal["gram", "adain"]
+Statistic = Literal["gram", "adain", "swd"]
 ContentTarget = Literal["auto", "photo", "mesh"]
 Precision = Literal["auto", "float32", "bfloat16"]
 UpAxis = Literal["auto", "x", "y", "z", "-x", "-y", "-z"]
