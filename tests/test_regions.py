@@ -10,6 +10,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 
 import meshstyle as ms
 from meshstyle.atlas.unwrap import rasterize_atlas
@@ -196,3 +197,34 @@ def test_region_parsing_refuses_malformed_and_repeated_names(tmp_path):
         resolve_regions(scene, ("red_box",), None)
     with pytest.raises(InputError, match="twice"):
         resolve_regions(scene, ("red_box=keep", "Red_Box=circles"), None)
+
+
+def test_region_patches_hold_only_their_own_pixels_and_keep_gets_none():
+    """split_by_depth with a face->region map: each crop's mask covers one region; a keep region
+    has no crop; the shares still sum to 1 over the view."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_patches import tilted_plane_pyramid
+
+    from meshstyle.config import LossConfig, RasterConfig
+    from meshstyle.stylization.patches import split_by_depth
+
+    raster = RasterConfig(image_height=96, levels=2, level_scale=1.5)
+    pyramid, _ = tilted_plane_pyramid(raster)
+    # The camera sees two faces of the plane's box (4 and 6): one region each, then face 4 kept.
+    seen = set(torch.unique(pyramid.levels[0].face_id[pyramid.levels[0].mask]).tolist())
+    assert seen == {4, 6}
+    face_region = torch.zeros(12, dtype=torch.int64)
+    face_region[4] = 1
+    for skip in (frozenset(), frozenset({1})):
+        patches = split_by_depth(pyramid, LossConfig(angle_aware=False), 1.0, face_region, skip=skip)
+        assert {p.region for p in patches} == {0, 1} - skip
+        for patch in patches:
+            level = pyramid.levels[patch.level]
+            y0, y1, x0, x1 = patch.box
+            regions = face_region[level.face_id[y0:y1, x0:x1][patch.mask]]
+            assert bool((regions == patch.region).all())
+            assert float(patch.weight[0, 0][~patch.mask].abs().sum()) == 0.0
+        assert sum(p.share for p in patches) == pytest.approx(1.0)
+    plain = split_by_depth(pyramid, LossConfig(), 1.0)
+    assert {p.region for p in plain} == {0}
