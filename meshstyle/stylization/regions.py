@@ -81,10 +81,12 @@ class RegionTexture(torch.nn.Module):
         super().__init__()
         owner = torch.from_numpy(regions.owner).to(initial.device)
         self.parts = torch.nn.ModuleList(LaplacianTexture(initial, levels) for _ in regions.painted)
-        self.register_buffer("masks", torch.stack([(owner == r) for r in regions.painted])[:, None]
-                             .to(initial.dtype))
+        # Not persistent: a checkpoint holds the pyramids only; the masks and the kept texels are
+        # rebuilt from the atlas and the start texture, which a resume checks by fingerprint.
+        self.register_buffer("masks", torch.stack([(owner == r) for r in regions.painted])[:, None],
+                             persistent=False)
         keep = torch.from_numpy(regions.keep_mask).to(initial.device)
-        self.register_buffer("fixed", initial.detach().clone() * keep.to(initial.dtype))
+        self.register_buffer("fixed", initial.detach().clone() * keep.to(initial.dtype), persistent=False)
 
     @property
     def layers(self) -> list[torch.nn.Parameter]:
@@ -102,7 +104,8 @@ class RegionTexture(torch.nn.Module):
     def forward(self) -> torch.Tensor:
         texture = self.fixed
         for mask, part in zip(self.masks, self.parts):
-            texture = texture + mask * part()
+            # `where`, not a product: the part's gradient is exactly zero off its region.
+            texture = torch.where(mask, part(), texture)
         return texture
 
     def regularizer(self, weights=None) -> torch.Tensor:
