@@ -79,6 +79,22 @@ def test_material_names_become_regions(tmp_path):
         assert np.all(np.abs(centres[faces] - (1.6 * index + 0.5)) < 0.6)
 
 
+def test_gltf_material_names_become_regions(tmp_path):
+    import trimesh
+    from trimesh.visual import TextureVisuals
+    from trimesh.visual.material import PBRMaterial
+
+    wood, metal = trimesh.creation.box(), trimesh.creation.box()
+    metal.apply_translation([2, 0, 0])
+    wood.visual = TextureVisuals(material=PBRMaterial(name="wood", baseColorFactor=[200, 100, 50, 255]))
+    metal.visual = TextureVisuals(material=PBRMaterial(name="metal", baseColorFactor=[50, 100, 200, 255]))
+    trimesh.Scene([wood, metal]).export(tmp_path / "two.glb")
+    scene = load_scene(tmp_path / "two.glb")
+    assert scene.labels.face_counts() == {"wood": 12, "metal": 12}
+    plan = resolve_regions(scene, ("metal=keep",), None)
+    assert [(r.name, r.faces, r.keep) for r in plan.regions] == [("rest", 12, False), ("metal", 12, True)]
+
+
 def test_each_region_gets_its_own_palette_and_keep_stays_exact(tmp_path):
     obj = write_boxes(tmp_path)
     red = write_style(tmp_path / "red.png", (0.85, 0.15, 0.1), 1)
