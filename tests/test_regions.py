@@ -149,14 +149,7 @@ def test_scannet_labels_ply_names_faces_by_nyu40_majority(tmp_path):
     mesh = tmp_path / "scene0000_00_vh_clean_2.ply"
     import trimesh
     trimesh.Trimesh(vertices, faces, process=False).export(mesh)
-    header = ("ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
-              "property float z\nproperty ushort label\nelement face 2\nproperty list uchar int vertex_indices\n"
-              "end_header\n").encode()
-    vertex = np.zeros(4, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("label", "<u2")])
-    vertex["x"], vertex["y"], vertex["z"], vertex["label"] = *vertices.T, labels
-    face = np.zeros(2, dtype=[("n", "u1"), ("v", "<i4", (3,))])
-    face["n"], face["v"] = 3, faces
-    (tmp_path / "scene0000_00_vh_clean_2.labels.ply").write_bytes(header + vertex.tobytes() + face.tobytes())
+    write_labels_ply(tmp_path / "scene0000_00_vh_clean_2.labels.ply", vertices, labels, faces)
     scene = load_scene(mesh)
     assert scene.labels is not None and scene.labels.source.startswith("scannet labels")
     names = [scene.labels.names[i] for i in scene.labels.face]
@@ -164,6 +157,50 @@ def test_scannet_labels_ply_names_faces_by_nyu40_majority(tmp_path):
     assert len(NYU40_NAMES) == 40 and (NYU40_NAMES[0], NYU40_NAMES[6], NYU40_NAMES[39]) == ("wall", "table", "otherprop")
     plan = resolve_regions(scene, ("chair=keep",), None)
     assert [r.name for r in plan.regions] == ["rest", "chair"] and plan.face_region.tolist() == [0, 1]
+
+
+def write_labels_ply(path: Path, vertices: np.ndarray, labels: np.ndarray, faces: np.ndarray) -> None:
+    """A ScanNet-style *_vh_clean_2.labels.ply: binary, vertex x y z + ushort label, triangles."""
+    header = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(vertices)}\nproperty float x\n"
+              "property float y\nproperty float z\nproperty ushort label\n"
+              f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n").encode()
+    vertex = np.zeros(len(vertices), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("label", "<u2")])
+    vertex["x"], vertex["y"], vertex["z"] = np.asarray(vertices, dtype=np.float32).T
+    vertex["label"] = labels
+    face = np.zeros(len(faces), dtype=[("n", "u1"), ("v", "<i4", (3,))])
+    face["n"], face["v"] = 3, faces
+    path.write_bytes(header + vertex.tobytes() + face.tobytes())
+
+
+def test_scannet_scan_regions_with_photo_content(tmp_path):
+    """A ScanNet folder with its labels PLY: regions by NYU40 name, photos as content targets
+    (each region's crop of the photo masked to its own pixels), floor kept exactly."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_scans import make_scannet
+
+    folder = make_scannet(tmp_path / "scene0000_00")
+    mesh = folder / "scene0000_00_vh_clean_2.ply"
+    import trimesh
+    loaded = trimesh.load(mesh, process=False)
+    z = np.asarray(loaded.vertices)[:, 2]
+    labels = np.where(z < z.min() + 1e-3, 2, np.where(z > z.max() - 1e-3, 22, 1)).astype(np.uint16)
+    write_labels_ply(folder / "scene0000_00_vh_clean_2.labels.ply", np.asarray(loaded.vertices), labels,
+                     np.asarray(loaded.faces))
+    scene = load_scene(folder)
+    assert set(scene.labels.names) == {"wall", "floor", "ceiling"}
+    config = tiny_config()
+    config.cameras.views, config.optim.iters = 4, 4
+    config.regions.styles = ("wall=circles", "floor=keep")
+    result = ms.stylize(scene, style="strokes", config=config)
+    assert result.info["content_target"] == "photo"
+    assert [(r["name"], r["style"]) for r in result.info["regions"]] == [
+        ("rest", "strokes"), ("wall", "circles"), ("floor", "keep")]
+    face_id, _ = rasterize_atlas(result.mesh.uv, result.mesh.texture.shape[0])
+    label = np.where(face_id >= 0, scene.labels.face[face_id.clip(0)], -1)
+    floor = label == scene.labels.names.index("floor")
+    assert floor.sum() > 100 and np.array_equal(result.mesh.texture[floor], result.original.texture[floor])
+    wall = label == scene.labels.names.index("wall")
+    assert np.abs(result.mesh.texture[wall] - result.original.texture[wall]).mean() > 0.02
 
 
 def test_labels_file_npy_and_ply_face_labels(tmp_path):
