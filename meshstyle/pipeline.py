@@ -288,7 +288,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
         style_image = style_images[0]
         palette: ColorTransform | dict[int, ColorTransform] = ColorTransform.identity()
         if plan is not None:
-            region_images = region_style_images(plan, style_image, config, focal, depth_reference, initial_tensor)
+            region_images = region_style_images(plan, config, focal, depth_reference, initial_tensor)
             palette, initial_tensor = region_palettes(plan, regions, region_images, style_image, initial_tensor,
                                                       atlas.uv, config)
         elif config.loss.palette and not config.loss.preserve_color:
@@ -362,7 +362,7 @@ def main_style_name(style: str | Path | np.ndarray) -> str:
     return " + ".join("array" if isinstance(one, np.ndarray) else str(one) for one in styles)
 
 
-def region_style_images(plan: RegionPlan, main_image: torch.Tensor, config: StylizeConfig, focal: float,
+def region_style_images(plan: RegionPlan, config: StylizeConfig, focal: float,
                         depth_reference: float, initial: torch.Tensor) -> dict[int, torch.Tensor | None]:
     """Per painted region, its own style image as used (None: the main style's blend), sized for
     the run's reference depth so that its strokes have the run's world size too."""
