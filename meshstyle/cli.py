@@ -89,6 +89,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     from meshstyle.common import distributed
     from meshstyle.config import build_config
     from meshstyle.inputs.load import load_scene
+    from meshstyle.inputs.regions import resolve_regions
     from meshstyle.options import flag_values
     from meshstyle.pipeline import blend_weights
 
@@ -111,7 +112,13 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         _check_scene_arg(args.scene)
         for one in args.style:
             _style_spec(one)
-        return load_scene(args.scene, config.scene)
+        scene = load_scene(args.scene, config.scene)
+        # Region names, label files and region styles fail here, before the atlas and the cameras.
+        plan = resolve_regions(scene, config.regions.styles, config.regions.labels)
+        for region in plan.regions if plan is not None else []:
+            if region.style:
+                _style_spec(region.style)
+        return scene
 
     with contextlib.ExitStack() as owned:
         scene = distributed.run_on_main(world, check_and_load, share_result=False)

@@ -78,6 +78,16 @@ class Objective:
     regularizer: float = 0.0          # weight of the Laplacian-layer penalty
     seams: SeamFill | None = None     # gutter texels re-read from across the seams at every lookup
     nnfm: dict[str, torch.Tensor] = field(default_factory=dict)   # layer -> (M,C) unit style features
+    # With --region: per region (LevelPatch.region), its own style targets and NNFM features; empty
+    # = every patch uses `style` / `nnfm`.
+    region_style: dict[int, StyleTargets] = field(default_factory=dict)
+    region_nnfm: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+    def style_of(self, region: int) -> StyleTargets:
+        return self.region_style.get(region, self.style)
+
+    def nnfm_of(self, region: int) -> dict[str, torch.Tensor]:
+        return self.region_nnfm.get(region, self.nnfm)
 
     def painted(self, texture: torch.Tensor) -> torch.Tensor:
         """The (3,H,W) texture the views see: its gutters refilled from across the seams, so
@@ -194,8 +204,9 @@ def layer_groups(texture: LaplacianTexture, optim: OptimConfig) -> list[dict[str
     Adam moves every parameter by about lr per step whatever its gradient, and one coarse texel
     spans 4^k fine ones: at the same rate the coarse layers paint large blotches of drifting colour
     (the rainbow look) before the fine layers have drawn any stroke."""
+    levels = getattr(texture, "layer_levels", range(len(texture.layers)))   # RegionTexture: a pyramid per region
     return [{"params": [layer], "lr_scale": optim.coarse_lr_scale ** level}
-            for level, layer in enumerate(texture.layers)]
+            for level, layer in zip(levels, texture.layers)]
 
 
 def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objective,
@@ -373,24 +384,27 @@ def patch_loss(image: torch.Tensor, target: PatchTarget, objective: Objective,
     the random slices of the sliced Wasserstein loss."""
     patch = target.patch
     return image_loss(render_patch(image, patch), patch.weight, objective, content_features, target.content_weight,
-                      key)
+                      key, region=patch.region)
 
 
 def image_loss(rendered: torch.Tensor, weight: torch.Tensor | None, objective: Objective,
                content_features: torch.Tensor | None,
-               content_weight: torch.Tensor | None, key: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               content_weight: torch.Tensor | None, key: int | None = None,
+               region: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(weighted style loss, weighted content loss) of one image (3,h,w): the loss of every 3-D patch
     and of the 2-D ceiling (scripts/bench_quality.py), so both optimise exactly the same objective.
 
-    `weight` (1,1,h,w) weighs the style statistics, `content_weight` the content error."""
+    `weight` (1,1,h,w) weighs the style statistics, `content_weight` the content error; `region`
+    picks the style targets (with --region)."""
     features = objective.vgg(rendered[None], objective.layers)
     style = rendered.new_zeros(())
     if objective.style_weight > 0:
-        style = objective.style_weight * style_loss(features, weight, objective.style, objective.layer_weights, key)
+        style = objective.style_weight * style_loss(features, weight, objective.style_of(region),
+                                                    objective.layer_weights, key)
     if objective.nnfm_weight > 0:
         search = getattr(objective.vgg, "compute_dtype", torch.float32)
         nnfm = sum(nnfm_loss(features[layer], targets, weight, search_dtype=search)
-                   for layer, targets in objective.nnfm.items())
+                   for layer, targets in objective.nnfm_of(region).items())
         style = style + objective.nnfm_weight / len(objective.nnfm) * nnfm
     content = rendered.new_zeros(())
     if objective.content_weight > 0 and content_features is not None:
