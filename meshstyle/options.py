@@ -119,7 +119,11 @@ def parse_length(text: str) -> float:
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(m|cm|mm)?\s*", str(text).lower())
     if not match:
         raise argparse.ArgumentTypeError(f"expected a length such as 1.5m, 40cm or 800mm, got '{text}'")
-    return float(match.group(1)) * LENGTH_UNITS[match.group(2) or "m"]
+    metres = float(match.group(1)) * LENGTH_UNITS[match.group(2) or "m"]
+    if metres <= 0:
+        # 0 is the config's "from the style size"; as a flag it can only be a slip.
+        raise argparse.ArgumentTypeError(f"expected a length above 0 such as 1.5m, got '{text}'")
+    return metres
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:

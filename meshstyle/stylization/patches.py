@@ -115,16 +115,25 @@ def reference_depth(pyramids: list[ViewPyramid], config: LossConfig) -> float:
     `config.reference_depth` > 0 fixes it in metres; otherwise it is the
     `reference_depth_quantile` of the covered depths of all views, so that share of the pixels is
     seen at the coarse level (or nearer) and the rest climbs the pyramid with distance.
+
+    With `config.style_extent` (strokes of one world size) that depth is put at the pyramid's
+    middle (in log-height) instead: pixels nearer than d_0 all fall to the coarsest level, where
+    strokes shrink with their depth, so a d_0 at the median left the near half of the surface with
+    strokes up to 1/s smaller; centred, the levels serve the depths on both sides of the median.
     """
     if config.reference_depth > 0:
         return float(config.reference_depth)
+    centre = 1.0
+    if config.style_extent > 0 and config.depth_aware and pyramids:
+        heights = pyramids[0].heights
+        centre = math.sqrt(heights[-1] / heights[0])
     depths = [p.levels[0].depth[p.levels[0].mask] for p in pyramids]
     depths = torch.cat([d.reshape(-1) for d in depths]) if depths else torch.zeros(0)
     if depths.numel() == 0:
         return 1.0
     # torch.quantile refuses very large inputs; a fixed stride keeps it exact enough and deterministic.
     stride = max(1, depths.numel() // 1_000_000)
-    return float(torch.quantile(depths[::stride].double(), config.reference_depth_quantile))
+    return float(torch.quantile(depths[::stride].double(), config.reference_depth_quantile)) / centre
 
 
 def split_by_depth(pyramid: ViewPyramid, config: LossConfig, reference: float,
