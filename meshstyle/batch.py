@@ -114,7 +114,7 @@ def _under(base: Path, value: Any) -> Path:
 
 
 def _builtin_scenes() -> set[str]:
-    import scenes
+    from meshstyle import scenes   # installed as meshstyle.scenes: a bare `import scenes` works only in the repository
 
     return set(scenes.SCENES)
 

@@ -104,6 +104,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     if not _launched_by_torchrun():
         # Checked again under the run lock (_owned_out_dir); this early look costs no imports.
         _check_out_dir(out, resume=args.resume, overwrite=args.overwrite)
+        _check_out_apart_from_inputs(out, args.scene, args.style)
 
     from meshstyle.common import distributed
     from meshstyle.inputs.load import load_scene
@@ -116,6 +117,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     def check_and_load():
         # Rank 0 alone reads the inputs and owns the run folder (its lock is held until the command
         # ends); its verdict reaches every rank, so a refused folder is reported once.
+        _check_out_apart_from_inputs(out, args.scene, args.style)
         owned.enter_context(_owned_out_dir(out, resume=args.resume, overwrite=args.overwrite, config=config))
         _check_scene_arg(args.scene)
         for one in args.style:
@@ -261,11 +263,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _refuse_existing(targets: list[Path], overwrite: bool) -> None:
     existing = [path for path in targets if path.exists()]
-    if existing and not overwrite:
-        raise InputError(existing[0], "already exists; pass --overwrite to replace it")
     for path in existing:
         if path.is_dir():
             raise InputError(path, "is a folder; --out needs a file name")
+    if existing and not overwrite:
+        raise InputError(existing[0], "already exists; pass --overwrite to replace it")
 
 
 def _export_mesh(result: Path, format: str, out: Path, *, obj_frame: str, reunwrap: bool, overwrite: bool) -> None:
@@ -413,6 +415,8 @@ def _check_scene_arg(scene: str) -> None:
     """Name a missing scene before anything else is read, so the first error is the real one."""
     if Path(scene).exists():
         return
+    if Path(scene).is_symlink():
+        raise InputError(scene, "a symbolic link that leads nowhere (broken or a loop)")
     from meshstyle import scenes
 
     if scene not in scenes.SCENES:
@@ -423,6 +427,8 @@ def _style_spec(style: str) -> str:
     """Fail before any heavy work when the style image is missing or unreadable."""
     from meshstyle.inputs.styles import load_style
 
+    if not style.strip():
+        raise InputError("--style", "is empty: give an image file or a built-in style name")
     load_style(style, size=64)
     return style
 
@@ -466,6 +472,26 @@ def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
             raise InputError(out, f"holds files meshstyle did not write ({', '.join(foreign[:3])}"
                                   f"{' ...' if len(foreign) > 3 else ''}); --overwrite only replaces a run folder")
 
+
+
+def _check_out_apart_from_inputs(out: Path, scene: str, styles: Sequence[str]) -> None:
+    """A run folder must not hold its own inputs: a scan's transforms.json or a style named style.png
+    would be overwritten by the run's files, and `--overwrite` would later delete them as ours."""
+    import fnmatch
+
+    from meshstyle.outputs.run_files import OWN_PATTERNS
+
+    target = out.resolve()
+    if Path(scene).exists():
+        source = Path(scene).resolve()
+        if source == target or target in source.parents:
+            raise InputError(out, f"--out holds the input scene {scene}; choose a folder outside it")
+    for style in styles:
+        path = Path(style)
+        if path.is_file() and path.resolve().parent == target and \
+                any(fnmatch.fnmatch(path.name, pattern) for pattern in OWN_PATTERNS):
+            raise InputError(out, f"--out holds the style image {style}, which the run would overwrite; "
+                                  "choose another folder")
 
 
 def _check_device(device: str) -> None:

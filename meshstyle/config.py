@@ -361,6 +361,8 @@ def _describe(limits: Any) -> str:
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a folder, not a config file")
     if not path.is_file():
         raise InputError(path, "no such config file")
     try:
