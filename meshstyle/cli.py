@@ -91,13 +91,14 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
     # Inputs and values first, before torch and open3d load (seconds): bad input exits at once.
     # Under torchrun rank 0 alone reads the inputs (below), so every rank does not report them.
+    flags = flag_values(args)
+    overrides = list(args.set or [])
+    config = build_config(args.config, overrides, flags)
+    _check_device(config.device)
     if not _launched_by_torchrun():
         _check_scene_arg(args.scene)
         for one in args.style:
             _style_spec(one)
-    flags = flag_values(args)
-    overrides = list(args.set or [])
-    config = build_config(args.config, overrides, flags)
     if args.snapshot_every is not None and args.snapshot_every < 1:
         raise InputError("--snapshot-every", f"expected a number of steps >= 1, got {args.snapshot_every}")
     out = Path(args.out) if args.out else Path(f"stylized-{Path(str(args.scene)).stem or 'scene'}")
@@ -110,7 +111,6 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     from meshstyle.inputs.load import load_scene
     from meshstyle.pipeline import blend_weights
 
-    _check_device(config.device)
     blend_weights(len(args.style), config.loss.style_weights)   # a weight count that does not fit fails now
     world = distributed.world(config.device)   # joins the torchrun job, if this is one
 
