@@ -134,6 +134,10 @@ def stylize(scene: Scene | None, style: str | Path | np.ndarray, config: Stylize
     info["style_source"] = style_record(style)
     info["steps"] = len(outcome.history)
     info["steps_per_s"] = steps_per_second(outcome.history[len(outcome.history) - outcome.steps_run:])
+    if device.type == "cuda":
+        # What a user sizes a card by: the allocator's high-water mark over loading, rasterizing and optimising.
+        info["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        info["gpu"] = torch.cuda.get_device_name(device)
     if world.enabled:
         info["distributed"] = {**world.info(), "steps": optim.iters,
                                "views_per_step": max(1, min(optim.views_per_step, len(prepared.views))) * world.size}
