@@ -25,12 +25,14 @@ import glob
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from meshstyle.common import distributed
 from meshstyle.config import StylizeConfig, build_config, flatten, load_toml, set_key
 from meshstyle.errors import InputError, MeshstyleError
 from meshstyle.common.progress import log, warn
+
+if TYPE_CHECKING:   # torch: imported where used, so a bad jobs file is refused before it loads
+    from meshstyle.common import distributed
 
 KNOWN_KEYS = {"out", "scenes", "styles", "config", "eval", "set"}
 GLOB_CHARS = set("*?[")
@@ -112,7 +114,7 @@ def _under(base: Path, value: Any) -> Path:
 
 
 def _builtin_scenes() -> set[str]:
-    import scenes
+    from meshstyle import scenes   # installed as meshstyle.scenes: a bare `import scenes` works only in the repository
 
     return set(scenes.SCENES)
 
@@ -158,10 +160,11 @@ def _stem(spec: str) -> str:
 def share_atlases(jobs_file: JobsFile, world: distributed.World) -> None:
     """Unwrap every scene of unfinished jobs once, on one rank, and put it in every rank's cache.
 
-    Jobs of one scene run on different ranks at the same time; each would unwrap it, and uvatlas is
-    not deterministic: the styles of one scene would get different atlases, and a job resumed later
-    could read a cache entry that another rank overwrote. Atlases travel over the process group,
-    so this needs no filesystem shared between machines."""
+    Jobs of one scene run on different ranks at the same time; each would unwrap it, and uvatlas (used
+    where xatlas is missing) is not deterministic: the styles of one scene would get different
+    atlases, and a job resumed later could read a cache entry that another rank overwrote. Atlases
+    travel over the process group, so this needs no filesystem shared between machines."""
+    from meshstyle.common import distributed
     from meshstyle.atlas.unwrap import make_atlas, remember_atlas
     from meshstyle.inputs.load import load_scene
     from meshstyle.atlas.texture_size import default_texture_size
@@ -189,6 +192,8 @@ def share_atlases(jobs_file: JobsFile, world: distributed.World) -> None:
 
 def run_batch(jobs_file: JobsFile, world: distributed.World) -> list[Outcome]:
     """Run this rank's share of the jobs; every rank returns all ranks' outcomes, in job order."""
+    from meshstyle.common import distributed
+
     share_atlases(jobs_file, world)
     mine = [(index, job) for index, job in enumerate(jobs_file.jobs) if index % world.size == world.rank]
     outcomes = []
@@ -201,6 +206,7 @@ def run_batch(jobs_file: JobsFile, world: distributed.World) -> list[Outcome]:
 
 def run_job(job: Job, jobs_file: JobsFile, rank: int) -> Outcome:
     """One scene x style run into its folder: skipped when finished, resumed when interrupted."""
+    from meshstyle.common import distributed
     from meshstyle.inputs.load import load_scene
     from meshstyle.pipeline import stylize
     from meshstyle.outputs.run_folder import evaluate_run
@@ -277,6 +283,7 @@ def format_summary(outcomes: list[Outcome]) -> str:
 
 def main(path: str | Path) -> int:
     """The `batch` command: 0 when every job finished (now or before), 1 when any failed."""
+    from meshstyle.common import distributed
     from meshstyle.common.io import write_json
 
     world = distributed.world("cpu", timeout_s=BATCH_TIMEOUT_S)

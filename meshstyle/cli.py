@@ -86,28 +86,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from meshstyle.common import distributed
     from meshstyle.config import build_config
-    from meshstyle.inputs.load import load_scene
-    from meshstyle.inputs.regions import resolve_regions
     from meshstyle.options import flag_values
-    from meshstyle.pipeline import blend_weights
 
-    if not distributed.launched_by_torchrun():
-        _check_scene_arg(args.scene)
+    # Inputs and values first, before torch and open3d load (seconds): bad input exits at once.
+    # Under torchrun rank 0 alone reads the inputs (below), so every rank does not report them.
     flags = flag_values(args)
     overrides = list(args.set or [])
     config = build_config(args.config, overrides, flags)
     _check_device(config.device)
-    blend_weights(len(args.style), config.loss.style_weights)   # a weight count that does not fit fails now
+    if not _launched_by_torchrun():
+        _check_scene_arg(args.scene)
+        for one in args.style:
+            _style_spec(one)
     if args.snapshot_every is not None and args.snapshot_every < 1:
         raise InputError("--snapshot-every", f"expected a number of steps >= 1, got {args.snapshot_every}")
-    world = distributed.world(config.device)   # joins the torchrun job, if this is one
     out = Path(args.out) if args.out else Path(f"stylized-{Path(str(args.scene)).stem or 'scene'}")
+    if not _launched_by_torchrun():
+        # Checked again under the run lock (_owned_out_dir); this early look costs no imports.
+        _check_out_dir(out, resume=args.resume, overwrite=args.overwrite)
+        _check_out_apart_from_inputs(out, args.scene, args.style)
+
+    from meshstyle.common import distributed
+    from meshstyle.inputs.load import load_scene
+    from meshstyle.inputs.regions import resolve_regions
+    from meshstyle.pipeline import blend_weights
+
+    blend_weights(len(args.style), config.loss.style_weights)   # a weight count that does not fit fails now
+    world = distributed.world(config.device)   # joins the torchrun job, if this is one
 
     def check_and_load():
         # Rank 0 alone reads the inputs and owns the run folder (its lock is held until the command
         # ends); its verdict reaches every rank, so a refused folder is reported once.
+        _check_out_apart_from_inputs(out, args.scene, args.style)
         owned.enter_context(_owned_out_dir(out, resume=args.resume, overwrite=args.overwrite, config=config))
         _check_scene_arg(args.scene)
         for one in args.style:
@@ -181,6 +192,7 @@ def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bo
 
 def cmd_render(args: argparse.Namespace) -> int:
     # Every option is checked before the heavy imports (numba kernels, open3d): bad input exits at once.
+    from meshstyle.outputs.run_files import check_result_path
     from meshstyle.outputs.run_lock import check_writable_dir
 
     width, height = _parse_size(args.size)
@@ -194,6 +206,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     check_writable_dir(out, "render folder")
     if args.video:
         check_writable_dir(Path(args.video).parent, "video's folder")
+    check_result_path(args.result)
 
     import numpy as np
 
@@ -228,14 +241,12 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from meshstyle.common.progress import log
-
+    from meshstyle.outputs.run_files import check_result_path
     from meshstyle.outputs.run_lock import check_writable_dir
 
     if args.format is None and args.cameras is None:
         raise InputError("export", "nothing to export: give --format glb|obj and/or --cameras FILE.json")
-    result = Path(args.result)
-    if not result.exists():
-        raise InputError(result, "no such file or folder")
+    result = check_result_path(args.result)
     if args.format is not None:
         out = Path(args.out) if args.out else _default_sibling(args.result, f"export.{args.format}")
         if out.suffix.lower() != f".{args.format}":
@@ -259,11 +270,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _refuse_existing(targets: list[Path], overwrite: bool) -> None:
     existing = [path for path in targets if path.exists()]
-    if existing and not overwrite:
-        raise InputError(existing[0], "already exists; pass --overwrite to replace it")
     for path in existing:
         if path.is_dir():
             raise InputError(path, "is a folder; --out needs a file name")
+    if existing and not overwrite:
+        raise InputError(existing[0], "already exists; pass --overwrite to replace it")
 
 
 def _export_mesh(result: Path, format: str, out: Path, *, obj_frame: str, reunwrap: bool, overwrite: bool) -> None:
@@ -323,6 +334,9 @@ def _to_input_frame(mesh, run, folder: Path):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from meshstyle.outputs.run_files import check_result_path
+
+    check_result_path(args.result)   # before the metrics' imports (torch: seconds)
     from meshstyle.evaluate.metrics import flatten_metrics, format_table
     from meshstyle.common.io import json_text
     from meshstyle.outputs.run_folder import evaluate_run
@@ -343,6 +357,11 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
+    from meshstyle.outputs.run_files import check_result_path
+
+    check_result_path(args.result)   # before the viewer's and loaders' imports (seconds)
+    if not 0 <= args.port <= 65535:
+        raise InputError("--port", f"expected 0..65535, got {args.port}")
     from meshstyle.outputs.run_folder import load_result
     from meshstyle.outputs.viewer import Viewer, content_of
 
@@ -379,6 +398,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    from meshstyle.batch import load_jobs
+
+    if not _launched_by_torchrun():
+        load_jobs(args.jobs)   # the whole jobs file, checked before torch loads (seconds)
     from meshstyle.batch import main as run_batch
 
     return run_batch(args.jobs)
@@ -387,11 +410,23 @@ def cmd_batch(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
+def _launched_by_torchrun() -> bool:
+    """distributed.launched_by_torchrun without importing torch (seconds)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    except ValueError:
+        return False
+
+
 def _check_scene_arg(scene: str) -> None:
     """Name a missing scene before anything else is read, so the first error is the real one."""
+    if Path(scene).exists():
+        return
+    if Path(scene).is_symlink():
+        raise InputError(scene, "a symbolic link that leads nowhere (broken or a loop)")
     from meshstyle import scenes
 
-    if not Path(scene).exists() and scene not in scenes.SCENES:
+    if scene not in scenes.SCENES:
         raise InputError(scene, f"no such file or folder, and not a built-in scene ({', '.join(scenes.SCENES)})")
 
 
@@ -399,6 +434,8 @@ def _style_spec(style: str) -> str:
     """Fail before any heavy work when the style image is missing or unreadable."""
     from meshstyle.inputs.styles import load_style
 
+    if not style.strip():
+        raise InputError("--style", "is empty: give an image file or a built-in style name")
     load_style(style, size=64)
     return style
 
@@ -442,6 +479,26 @@ def _check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
             raise InputError(out, f"holds files meshstyle did not write ({', '.join(foreign[:3])}"
                                   f"{' ...' if len(foreign) > 3 else ''}); --overwrite only replaces a run folder")
 
+
+
+def _check_out_apart_from_inputs(out: Path, scene: str, styles: Sequence[str]) -> None:
+    """A run folder must not hold its own inputs: a scan's transforms.json or a style named style.png
+    would be overwritten by the run's files, and `--overwrite` would later delete them as ours."""
+    import fnmatch
+
+    from meshstyle.outputs.run_files import OWN_PATTERNS
+
+    target = out.resolve()
+    if Path(scene).exists():
+        source = Path(scene).resolve()
+        if source == target or target in source.parents:
+            raise InputError(out, f"--out holds the input scene {scene}; choose a folder outside it")
+    for style in styles:
+        path = Path(style)
+        if path.is_file() and path.resolve().parent == target and \
+                any(fnmatch.fnmatch(path.name, pattern) for pattern in OWN_PATTERNS):
+            raise InputError(out, f"--out holds the style image {style}, which the run would overwrite; "
+                                  "choose another folder")
 
 
 def _check_device(device: str) -> None:

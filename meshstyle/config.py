@@ -53,12 +53,12 @@ class SceneConfig:
 
 @dataclass
 class CameraConfig:
-    views: int = ranged(24, 1)                     # optimisation views (cap on chosen scan frames)
+    views: int = ranged(24, 1, 100_000)            # optimisation views (cap on chosen scan frames)
     kind: CameraKind = "auto"          # how generated views are placed (auto: a scan's poses, a walkthrough in rooms, else an orbit)
     min_coverage: float = ranged(0.05, 0.0, 1.0)   # drop views whose covered share of the image is below this
-    holdout: int = ranged(4, 0)                    # extra views never trained on, for eval
+    holdout: int = ranged(4, 0, 10_000)            # extra views never trained on, for eval
     fov_deg: float = ranged(70.0, 0.0, 180.0, above=True, below=True)   # vertical field of view of generated cameras
-    candidates: float = ranged(3.0, 1.0)           # generated candidate views per optimisation view; the
+    candidates: float = ranged(3.0, 1.0, 100.0)    # generated candidate views per optimisation view; the
                                                    # views seeing the most atlas texels are kept (1 = no choice)
 
 
@@ -104,18 +104,18 @@ class LossConfig:
     reference_depth_quantile: float = ranged(0.5, 0.0, 1.0)   # auto reference depth: this quantile of all views' depths
     level_blend: float = ranged(0.5, 0.0)          # width (in levels) of the depth cross-fade between two levels
     min_level_share: float = ranged(0.03, 0.0, 1.0)   # skip a view's level holding less of its style weight than this
-    patch_margin: int = ranged(16, 0)              # context pixels around each level's crop
-    min_patch_size: int = ranged(48, 1)            # smallest crop side fed to VGG
+    patch_margin: int = ranged(16, 0, 4096)        # context pixels around each level's crop
+    min_patch_size: int = ranged(48, 1, 4096)      # smallest crop side fed to VGG
     style_weights: tuple[float, ...] = ranged((1.0,), 0.0)   # mix of several styles' statistics, one weight per style (1.0 alone = equal)
     style_extent: float = ranged(0.0, 0.0)         # metres of surface the style image's width covers (stroke size); 0 = from style_size
 
 
 @dataclass
 class OptimConfig:
-    iters: int = ranged(140, 1)                    # optimisation steps (140: demo < 3 min, a 200k-triangle scan < 5 min on 2 cores)
+    iters: int = ranged(140, 1, 1_000_000)         # optimisation steps (140: demo < 3 min, a 200k-triangle scan < 5 min on 2 cores)
     lr: float = ranged(0.02, 0.0, above=True)      # Adam learning rate at the start
     lr_decay: float = ranged(0.1, 0.0, above=True)   # final lr = lr * lr_decay (exponential)
-    views_per_step: int = ranged(1, 1)             # views whose losses are summed in one step
+    views_per_step: int = ranged(1, 1, 4096)       # views whose losses are summed in one step
     coarse_lr_scale: float = ranged(0.5, 0.0, above=True)   # learning-rate factor per coarser Laplacian layer (1 = plain Adam)
     checkpoint_every_s: float = ranged(120.0, 0.0, above=True)   # seconds between checkpoints
     precision: Precision = "auto"      # VGG convolutions: auto (bfloat16 where the CPU has native BF16) | float32 | bfloat16
@@ -371,6 +371,8 @@ def _describe(limits: Any) -> str:
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a folder, not a config file")
     if not path.is_file():
         raise InputError(path, "no such config file")
     try:

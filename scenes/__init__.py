@@ -6,8 +6,20 @@ from typing import Callable
 from meshstyle.errors import InputError
 from meshstyle.geometry.scene import Scene
 
-from .blob import demo_object
-from .room import demo_room
+
+# The builders load trimesh (most of a second) only when a scene is built: the CLI looks up the
+# names to refuse a missing scene before anything heavy loads.
+def demo_object(seed: int = 0) -> Scene:
+    from .blob import demo_object as build_object
+
+    return build_object(seed)
+
+
+def demo_room(seed: int = 0) -> Scene:
+    from .room import demo_room as build_room
+
+    return build_room(seed)
+
 
 SCENES: dict[str, tuple[Callable[[int], Scene], str]] = {
     "demo-room": (demo_room, "furnished 4 x 5 x 2.7 m room with a door, two windows, sofa, table, "

@@ -1,6 +1,6 @@
 """Throw a catalogue of broken inputs at the real CLI and check every promise of README "Reliability".
 
-    .venv/bin/python scripts/fuzz_inputs.py [--only SUBSTRING] [--list]
+    .venv/bin/python scripts/fuzz_inputs.py [--only SUBSTRING] [--group GROUP ...] [--list]
 
 Cases: broken meshes, images, scan folders, configs, run folders and output paths, plus a few
 valid-but-unusual inputs that must work (CMYK/palette/16-bit/grey+alpha styles). Each case runs
@@ -304,10 +304,14 @@ def catalogue() -> list[Case]:
             run_folder(d / "run", run=r if r is not None else {})
             if not has:
                 (d / "run" / "run.json").unlink()
+        # run.json's scene.up is not read (outputs are +Y up): a zero up axis is harmless, the
+        # command must simply work.
+        harmless = label == "zero up axis"
         for command in (["eval"], ["render", "--frames", "2", "--size", "32x24", "--out"]):
             cases.append(Case(f"{command[0]} on {label}", "run folder",
                               lambda d, c=command: [c[0], d / "run", *c[1:], *([d / "frames"] if c[0] == "render" else [])],
-                              make))
+                              make, may_succeed=harmless,
+                              check=exists("frames/0001.png" if command[0] == "render" else "run/eval.json")))
     cases.append(Case("export into a folder", "run folder",
                       lambda d: ["export", d / "run", "--format", "glb", "--out", d / "dir.glb"],
                       lambda d: (run_folder(d / "run"), (d / "dir.glb").mkdir())))
@@ -355,6 +359,126 @@ def catalogue() -> list[Case]:
                                  "--out", d / "frames"],
                       lambda d: (textured_glb(d / "box.glb"), write(d / "cache", "a file, not a folder")),
                       may_succeed=True, check=exists("frames/0001.png")))
+    # ---- run folders and bare results, for every command that reads one
+    for command in (["eval"], ["render", "--frames", "2", "--size", "32x24", "--out", "FRAMES"], ["view", "--port", "0"],
+                    ["export", "--format", "glb", "--out", "EXPORT"]):
+        def argv(d, target, c=command):
+            return [c[0], target, *[{"FRAMES": d / "frames", "EXPORT": d / "export.glb"}.get(a, a) for a in c[1:]]]
+        name = command[0]
+        cases.append(Case(f"{name} on a missing run folder", "result", lambda d, a=argv: a(d, d / "nowhere")))
+        cases.append(Case(f"{name} on a text file named .glb", "result", lambda d, a=argv: a(d, d / "t.glb"),
+                          lambda d: write(d / "t.glb", "this is not a mesh\n")))
+        cases.append(Case(f"{name} on a zero-byte .obj", "result", lambda d, a=argv: a(d, d / "z.obj"),
+                          lambda d: write(d / "z.obj", b"")))
+        cases.append(Case(f"{name} on run.json of another version", "result", lambda d, a=argv: a(d, d / "run"),
+                          lambda d: run_folder(d / "run", run={"version": 99, "cameras": []})))
+    cases.append(Case("eval on a run whose run.json is a folder", "result", lambda d: ["eval", d / "run"],
+                      lambda d: (run_folder(d / "run"), (d / "run" / "run.json").unlink(), (d / "run" / "run.json").mkdir())))
+    cases.append(Case("eval on a run whose stylized.glb is text", "result", lambda d: ["eval", d / "run"],
+                      lambda d: (run_folder(d / "run"), write(d / "run" / "stylized.glb", "not a glb"))))
+    cases.append(Case("render an empty folder", "result",
+                      lambda d: ["render", d / "empty", "--out", d / "frames"], lambda d: (d / "empty").mkdir()))
+    cases.append(Case("eval a symlink loop", "result", lambda d: ["eval", d / "loop.glb"],
+                      lambda d: os.symlink(d / "loop.glb", d / "loop.glb")))
+    cases.append(Case("export a folder named .glb that is no run", "result",
+                      lambda d: ["export", d / "x.glb", "--format", "obj", "--out", d / "export.obj"],
+                      lambda d: (d / "x.glb").mkdir()))
+    # As root, permissions do not stop reading: then the render must simply work.
+    cases.append(Case("render with run.json chmod 000", "result",
+                      lambda d: ["render", d / "run", "--frames", "2", "--size", "32x24", "--out", d / "frames"],
+                      lambda d: (run_folder(d / "run"), os.chmod(d / "run" / "run.json", 0)),
+                      may_succeed=True, check=exists("frames/0001.png")))
+    cases.append(Case("export onto the run's own stylized.glb", "result",
+                      lambda d: ["export", d / "run", "--format", "glb", "--out", d / "run" / "stylized.glb"],
+                      lambda d: run_folder(d / "run"), outputs=("export.glb",)))
+    cases.append(Case("view --port 70000", "result", lambda d: ["view", d / "run", "--port", "70000"],
+                      lambda d: run_folder(d / "run")))
+    cases.append(Case("render --fov nan", "result", lambda d: ["render", d / "run", "--fov", "nan", "--out", d / "frames"],
+                      lambda d: run_folder(d / "run")))
+    cases.append(Case("render --frames -3", "result",
+                      lambda d: ["render", d / "run", "--frames", "-3", "--out", d / "frames"], lambda d: run_folder(d / "run")))
+    cases.append(Case("export --cameras into a folder", "result",
+                      lambda d: ["export", d / "run", "--cameras", d / "cams"],
+                      lambda d: (run_folder(d / "run"), (d / "cams").mkdir())))
+
+    # ---- paths
+    cases.append(Case("mesh is a symlink loop", "path", stylize_mesh("loop.obj"),
+                      lambda d: os.symlink(d / "loop.obj", d / "loop.obj")))
+    cases.append(Case("mesh is a named pipe", "path", stylize_mesh("fifo.obj"), lambda d: os.mkfifo(d / "fifo.obj"),
+                      timeout=120))
+    cases.append(Case("mesh is gzip named .obj", "path", stylize_mesh("m.obj"),
+                      lambda d: write(d / "m.obj", zlib.compress(TETRA.encode()))))
+    cases.append(Case("unicode and spaces in every path", "path",
+                      lambda d: ["stylize", d / "mésh dir" / "ball ü.obj", "--style", d / "stÿle é" / "s p.png",
+                                 "--out", d / "out", *TINY],
+                      lambda d: (write(d / "mésh dir" / "ball ü.obj", TETRA),
+                                 pil_image(d / "stÿle é" / "s p.png", "RGB", (200, 30, 30))),
+                      may_succeed=True, check=exists("out/run.json")))
+    cases.append(Case("--out is the input's folder", "path",
+                      lambda d: ["stylize", d / "in" / "m.obj", "--style", "circles", "--out", d / "in", *TINY],
+                      lambda d: write(d / "in" / "m.obj", TETRA), outputs=("in/run.json", "in/texture.png")))
+    cases.append(Case("--out is the scan folder", "path",
+                      lambda d: ["stylize", d / "scan", "--style", "circles", "--out", d / "scan", *TINY],
+                      lambda d: nerf_folder(d, {"camera_angle_x": 1, "frames": [
+                          {"file_path": "images/0.png", "transform_matrix": np.eye(4).tolist()}]}),
+                      outputs=("scan/run.json", "scan/texture.png")))
+    cases.append(Case("--out is the style image", "path",
+                      lambda d: ["stylize", "demo-object", "--style", d / "s.png", "--out", d / "s.png", *TINY],
+                      lambda d: pil_image(d / "s.png", "RGB", (1, 2, 3)), outputs=()))
+    cases.append(Case("--config is a folder", "path",
+                      lambda d: ["stylize", "demo-object", "--style", "circles", "--out", d / "out", "--config", d / "c"],
+                      lambda d: (d / "c").mkdir()))
+    cases.append(Case("--config is binary", "path",
+                      lambda d: ["stylize", "demo-object", "--style", "circles", "--out", d / "out", "--config", d / "c.toml"],
+                      lambda d: write(d / "c.toml", bytes(range(256)))))
+    cases.append(Case("--style is an empty string", "path",
+                      lambda d: ["stylize", "demo-object", "--style", "", "--out", d / "out", *TINY]))
+
+    # ---- style images
+    style("decompression bomb 1-bit png", "s.png", lambda p: pil_image(p, "1", 0, size=(15000, 15000)))
+    style("exr bytes", "s.exr", lambda p: write(p, b"v/1\x01" + b"\0" * 60))
+    style("gzip named png", "s.png", lambda p: write(p, zlib.compress(b"\x89PNG" * 20)))
+    style("animated gif, first frame red", "s.gif",
+          lambda p: __import__("PIL.Image").Image.new("RGB", (32, 32), (255, 0, 0)).save(
+              p, save_all=True, append_images=[__import__("PIL.Image").Image.new("RGB", (32, 32), (0, 0, 255))]),
+          may_succeed=True, expected=[1, 0, 0])
+    style("1x1 pixel style", "s.png", lambda p: pil_image(p, "RGB", (0, 0, 255), size=(1, 1)),
+          may_succeed=True, expected=[0, 0, 1])
+    style("grey 16-bit png", "s.png", lambda p: pil_image(p, "I;16", 32768),
+          may_succeed=True, expected=[0.5, 0.5, 0.5])
+    style("webp", "s.webp", lambda p: pil_image(p, "RGB", (0, 255, 0), lossless=True),
+          may_succeed=True, expected=[0, 1, 0])
+
+    # ---- meshes
+    mesh("stl with nan vertices", "m.stl",
+         lambda: b"\0" * 80 + struct.pack("<I", 1) + struct.pack("<12f", 0, 0, 1, float("nan"), 0, 0, 1, 0, 0, 0, 1, 0)
+         + b"\0\0")
+    mesh("obj faces only, no vertices", "m.obj", "f 1 2 3\nf 2 3 4\n")
+    mesh("obj crlf, comments and quads", "m.obj",
+         "# a box side\r\nv 0 0 0\r\nv 1 0 0\r\nv 1 1 0\r\nv 0 1 0\r\nv 0 0 1\r\nf 1 2 3 4\r\nf 1 2 5\r\nf 2 3 5\r\n",
+         may_succeed=True)
+
+    # ---- batch jobs files
+    def jobs(name: str, text, may_succeed: bool = False) -> None:
+        cases.append(Case(name, "batch", lambda d: ["batch", d / "jobs.toml"],
+                          lambda d: write(d / "jobs.toml", text(d) if callable(text) else text),
+                          may_succeed=may_succeed, outputs=("out",)))
+    jobs("batch: invalid TOML", "out = 'x\nscenes = [\n")
+    jobs("batch: unknown key", "out = 'out'\nscenes = ['demo-object']\nstyles = ['circles']\ncolour = 3\n")
+    jobs("batch: glob matches nothing", "out = 'out'\nscenes = ['nomatch/*.ply']\nstyles = ['circles']\n")
+    jobs("batch: missing style", "out = 'out'\nscenes = ['demo-object']\nstyles = ['nowhere.png']\n")
+    jobs("batch: bad [set] value", "out = 'out'\nscenes = ['demo-object']\nstyles = ['circles']\n[set]\n'optim.iters' = -2\n")
+    jobs("batch: binary jobs file", bytes(range(256)))
+    cases.append(Case("batch: jobs file is a folder", "batch", lambda d: ["batch", d / "jobs.toml"],
+                      lambda d: (d / "jobs.toml").mkdir()))
+    cases.append(Case("batch: jobs file missing", "batch", lambda d: ["batch", d / "none.toml"]))
+
+    # ---- --set and flags
+    for values in (["--set", "=5"], ["--set", "optim.lr==1"], ["--set", "optim.iters=1e400"], ["--set", "optim.iters=3.5"],
+                   ["--set", "texture.size=[1,2]"], ["--set", "loss.style_layers=[]"], ["--set", "optim.lr=0x10"],
+                   ["--set", "optim.iters=99999999999999999999"], ["--iters", "ten"], ["--resume", "--overwrite"]):
+        cases.append(Case(f"flags {' '.join(values)}", "config",
+                          lambda d, v=values: ["stylize", "demo-object", "--style", "circles", "--out", d / "out", *v]))
     cases.append(Case("unknown command", "usage", lambda d: ["paint"]))
     cases.append(Case("stylize without --style", "usage", lambda d: ["stylize", "demo-object"]))
     cases.append(Case("unknown built-in scene", "usage", lambda d: ["stylize", "moon-base", "--style", "circles"]))
@@ -402,9 +526,11 @@ def run_case(case: Case, folder: Path) -> tuple[bool, int | str, float, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="run only cases whose name contains this")
+    parser.add_argument("--group", action="append", help="run only this group (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     args = parser.parse_args()
-    cases = [case for case in catalogue() if not args.only or args.only in case.name]
+    cases = [case for case in catalogue() if (not args.only or args.only in case.name)
+             and (not args.group or case.group in args.group)]
     if args.list:
         for case in cases:
             print(f"{case.group:11s} {case.name}")

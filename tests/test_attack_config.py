@@ -173,3 +173,45 @@ def test_a_broken_run_json_is_refused(run_folder, tmp_path, content):
     (folder / "run.json").write_text(content)
     with pytest.raises(InputError, match="run.json"):
         load_result(folder)
+
+
+def _other_bad_inputs(run_folder, tmp):
+    """(argv, the name the error line must hold) for each subcommand's bad paths and values."""
+    (tmp / "text.glb").write_text("not a mesh")
+    (tmp / "empty.obj").write_bytes(b"")
+    (tmp / "old-run").mkdir()
+    shutil.copy(run_folder / "stylized.glb", tmp / "old-run")
+    (tmp / "old-run" / "run.json").write_text(json.dumps({"version": 99}))
+    (tmp / "jobs.toml").write_text("out = 'x'\nscenes = [\n")
+    (tmp / "unknown.toml").write_text("out = 'x'\nscenes = ['demo-object']\nstyles = ['circles']\ncolor = 1\n")
+    return [
+        (["eval", tmp / "nowhere"], "nowhere"),
+        (["eval", tmp / "text.glb"], "text.glb"),
+        (["eval", tmp / "old-run"], "run.json"),
+        (["render", tmp / "nowhere", "--out", tmp / "frames"], "nowhere"),
+        (["render", tmp / "empty.obj", "--out", tmp / "frames"], "empty.obj"),
+        (["export", tmp / "nowhere", "--format", "glb"], "nowhere"),
+        (["export", tmp / "text.glb", "--format", "obj", "--out", tmp / "e.obj"], "text.glb"),
+        (["view", tmp / "nowhere"], "nowhere"),
+        (["view", tmp / "old-run"], "run.json"),
+        (["view", run_folder, "--port", "70000"], "--port"),
+        (["batch", tmp / "none.toml"], "none.toml"),
+        (["batch", tmp / "jobs.toml"], "jobs.toml"),
+        (["batch", tmp / "unknown.toml"], "unknown.toml"),
+        (["config", "--bogus"], "--bogus"),
+        (["stylize", tmp / "nowhere.obj", "--style", "circles"], "nowhere.obj"),
+        (["stylize", "demo-object", "--style", tmp / "nowhere.png"], "nowhere.png"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(16))
+def test_every_subcommand_refuses_bad_input_at_once(run_folder, tmp_path, index):
+    """Checked before torch and open3d load: eval took ~7 s to say "no such file" before."""
+    args, name = _other_bad_inputs(run_folder, tmp_path)[index]
+    started = time.monotonic()
+    done = run_cli(*args, cwd=tmp_path, cache=tmp_path / "cache", timeout=60)
+    seconds = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    assert name in error_line(done.stderr)
+    assert seconds < 5.0, f"{seconds:.1f} s: something expensive ran before the check"
+    assert not (tmp_path / "frames").exists() and not (tmp_path / "x").exists()

@@ -96,6 +96,13 @@ def _lock(folder: Path, **owner) -> Path:
     return folder / LOCK_NAME
 
 
+def _empty_mesh(folder):
+    """A mesh that exists but is only read (and refused) after the run took its lock: every other
+    input is checked before the lock, so this is what lets a test see the lock taken and released."""
+    (folder / "empty.obj").write_bytes(b"")
+    return folder / "empty.obj"
+
+
 def test_stale_lock_of_a_dead_process_is_reported_and_taken_over(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -104,9 +111,9 @@ def test_stale_lock_of_a_dead_process_is_reported_and_taken_over(tmp_path):
     (out / ".checkpoint.k2j3.tmp.pt").write_bytes(b"half a checkpoint")   # left by the killed writer
     (out / "views").mkdir()
     (out / "views" / ".0001.zz.tmp.png").write_bytes(b"half a view")
-    done = run_cli("stylize", "demo-object", "--style", "nowhere.png", "--out", out, timeout=120)
+    done = run_cli("stylize", _empty_mesh(tmp_path), "--style", "circles", "--out", out, timeout=120)
     assert done.returncode == 2
-    assert "nowhere.png" in error_line(done.stderr)
+    assert "empty.obj" in error_line(done.stderr)
     assert f"removed a stale run lock (process {dead.pid}, no longer running)" in done.stderr
     assert not lock.exists()
     assert no_temp_files(out) == []
@@ -117,7 +124,7 @@ def test_garbled_lock_is_stale(tmp_path, garbage):
     out = tmp_path / "run"
     out.mkdir()
     (out / LOCK_NAME).write_text(garbage)
-    done = run_cli("stylize", "demo-object", "--style", "nowhere.png", "--out", out, timeout=120)
+    done = run_cli("stylize", _empty_mesh(tmp_path), "--style", "circles", "--out", out, timeout=120)
     assert done.returncode == 2 and "removed a stale run lock" in done.stderr
     assert not (out / LOCK_NAME).exists()
 
@@ -132,7 +139,7 @@ def test_live_lock_refuses_and_a_reused_pid_does_not(tmp_path):
         assert live.exists()                       # someone else's lock is never removed
         # Same pid, different start time: the pid was reused by an unrelated process.
         reused = _lock(tmp_path / "reused", pid=holder.pid, host=socket.gethostname(), start_time="12345")
-        done = run_cli("stylize", "demo-object", "--style", "nowhere.png", "--out", reused.parent, timeout=120)
+        done = run_cli("stylize", _empty_mesh(tmp_path), "--style", "circles", "--out", reused.parent, timeout=120)
         assert "removed a stale run lock" in done.stderr and not reused.exists()
     finally:
         holder.kill()

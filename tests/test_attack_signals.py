@@ -2,7 +2,7 @@
 
 SIGTERM gets Ctrl-C's treatment (checkpoint, exit 143, resumable); the resumed run on a cold cache
 equals an uninterrupted run bit for bit (the atlas comes from the checkpoint, never from a fresh
-uvatlas unwrap, which differs on every call). A signal before optimisation claims no checkpoint.
+unwrap: uvatlas, used where xatlas is missing, differs on every call). A signal before optimisation claims no checkpoint.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import signal
 
 import torch
 
+from meshstyle.atlas.unwrap import unwrapper
 from meshstyle.outputs.run_lock import LOCK_NAME
 from reliability_tools import TINY, LiveRun, no_temp_files, run_cli
 
@@ -74,7 +75,7 @@ def test_signal_before_optimisation_claims_no_checkpoint(tmp_path):
     out = tmp_path / "run"
     run = LiveRun(*ARGS, "--out", out, cache=tmp_path / "empty-cache")
     try:
-        run.wait_for("uvatlas")              # a cold cache: the unwrap runs in a child process
+        run.wait_for(f"{unwrapper()}, ")     # a cold cache: the unwrap runs in a child process
         run.signal(signal.SIGINT)
         code = run.wait(120)
     finally:

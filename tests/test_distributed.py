@@ -271,3 +271,29 @@ def test_jobs_file_names_and_overrides(tmp_path):
     assert [job.name for job in loaded.jobs] == ["demo-object__strokes", "demo-object__a", "demo-object__b"]
     assert loaded.jobs[1].out == tmp_path / "o" / "demo-object__a"
     assert loaded.config.optim.iters == 7
+
+
+def test_ranks_share_one_run_folder_and_a_second_job_into_it_is_refused(config, tmp_path):
+    """Both ranks in one working folder, as users run torchrun: rank 0 takes the run lock, rank 1
+    is not refused by it; a second job into the folder of a live run exits 2 with one line."""
+    from meshstyle.outputs.run_lock import LOCK_NAME, _start_time
+
+    def job(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                               "-m", "meshstyle", *stylize_args(config, *extra)], cwd=tmp_path, capture_output=True,
+                              text=True, env={**env(), "MESHSTYLE_CACHE": str(tmp_path / "cache")}, timeout=300)
+
+    first = job("--iters", "2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = tmp_path / "out"
+    assert (out / "run.json").is_file() and not (out / LOCK_NAME).exists()
+    finished = (out / "run.json").read_bytes()
+
+    # A live owner (this test process stands in for the first job's rank 0).
+    (out / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename,
+                                             "start_time": _start_time(os.getpid())}))
+    second = job("--iters", "2", "--overwrite")
+    assert second.returncode != 0
+    lines = [line for line in second.stderr.splitlines() if line.startswith("meshstyle:")]
+    assert len(lines) == 1 and f"another run (pid {os.getpid()})" in lines[0], second.stderr[-2000:]
+    assert (out / "run.json").read_bytes() == finished and (out / LOCK_NAME).is_file()

@@ -4,8 +4,12 @@ An atlas belongs to one texture size: the gutter between UV islands is measured 
 Texel (row, col) of a size x size texture has its centre at u = (col + 0.5) / size,
 v = 1 - (row + 0.5) / size: row 0 is the top of the image (v = 1), as everywhere in meshstyle.
 
-Unwrapping runs open3d's uvatlas in a child process: it segfaults on some inputs and can take hours on
-fragmented scans, so a crash or a time-out falls back to projected charts instead of killing the run.
+Curved and noisy meshes are unwrapped by xatlas (the `xatlas` package), open3d's uvatlas only where
+xatlas is not installed: uvatlas seeds its own random generator, so two fresh unwraps of one mesh
+differ (docs/TRAPS.md), while xatlas gives the same atlas bit for bit in every process, which keeps
+"same seed, same output" true on a cold cache. Either runs in a child process: unwrappers segfault on
+some inputs and can take very long on fragmented scans, so a crash or a time-out falls back to
+projected charts instead of killing the run.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import importlib.util
 
 import numpy as np
 from scipy.ndimage import distance_transform_cdt
@@ -37,11 +43,12 @@ GUTTER_TEXELS = 3.0            # empty texels around every island, so mip level 
 MAX_STRETCH = 1.0 / 6.0        # uvatlas default: charts may stretch this much before being split
 FACES_PER_PARTITION = 12_000   # uvatlas is superlinear in chart size: 20k noisy faces took 22 s alone
                                # and 1 s in 9 partitions (measured on redkitchen)
-UVATLAS_TIMEOUT_S = 240.0      # beyond this, projected charts are used instead
-UVATLAS_MAX_FACES = 1_200_000  # 800k faces took 138 s on 2 busy cores: bigger meshes skip uvatlas
+UVATLAS_TIMEOUT_S = 240.0      # beyond this, projected charts are used instead (either unwrapper)
+UVATLAS_MAX_FACES = 1_200_000  # 800k faces took 138 s on 2 busy cores: bigger meshes skip the unwrapper
 NEUTRAL_GREY = 0.5
 COARSE_FILL_SIDE = 256         # texels beyond the gutter take colours from a grid this coarse
-ATLAS_VERSION = 2              # bump when the unwrapping changes, so cached atlases are not reused
+ATLAS_VERSION = 3              # bump when the unwrapping changes, so cached atlases are not reused
+                               # (3: xatlas replaced uvatlas; the unwrapper's name is in the key too)
 
 _TEXELS_PER_CHUNK = 1 << 20    # bounds the memory of vectorised rasterization and baking
 
@@ -53,7 +60,7 @@ class Atlas:
     charts: int                 # UV islands
     utilisation: float          # share of atlas texels whose centre lies in a triangle
     texels_per_metre: float     # sqrt(total uv area * size^2 / total surface area)
-    method: str                 # "kept" | "uvatlas" | "projected"
+    method: str                 # "kept" | "xatlas" | "uvatlas" | "projected"
     seconds: float              # time this call took (a cache hit is fast)
     cached: bool = False        # read from the on-disk atlas cache
 
@@ -109,7 +116,7 @@ def _too_fragmented(uv: np.ndarray, size: int) -> bool:
 
 def atlas_cache_file(scene: Scene, size: int) -> Path | None:
     """Where an unwrapped atlas of this geometry at this size is cached (None: no usable cache)."""
-    key = fingerprint("atlas", ATLAS_VERSION, scene.vertices, scene.faces, size, GUTTER_TEXELS,
+    key = fingerprint("atlas", ATLAS_VERSION, unwrapper(), scene.vertices, scene.faces, size, GUTTER_TEXELS,
                       MAX_STRETCH, FACES_PER_PARTITION)
     folder = usable_cache_dir("atlas")
     return folder / f"{key}.npz" if folder is not None else None
@@ -117,7 +124,8 @@ def atlas_cache_file(scene: Scene, size: int) -> Path | None:
 
 def remember_atlas(scene: Scene, size: int, atlas: Atlas) -> None:
     """Put an atlas made elsewhere (another rank of a batch) into this machine's cache, unless one
-    is there already: uvatlas is not deterministic, so the first atlas of a scene must stay the one."""
+    is there already: uvatlas (where xatlas is missing) is not deterministic, so the first atlas of a
+    scene must stay the one."""
     cache_file = atlas_cache_file(scene, size)
     if cache_file is not None and atlas.method != "kept" and not cache_file.is_file():
         _write_cached(cache_file, atlas)
@@ -156,7 +164,7 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, size: int) -> tuple[np.ndarr
 
     Projected charts first (a second at most): they are exact and well packed on axis-aligned
     scenes such as demo-room (69% of texels used at 1024, like uvatlas, in 0.2 s instead of 16 s);
-    anything curved or noisy goes to uvatlas, and back to the projected charts if uvatlas fails.
+    anything curved or noisy goes to `unwrapper()`, and back to the projected charts if it fails.
     """
     unwrappable = _unwrappable_faces(vertices, faces)
     uv = np.zeros((len(faces), 3, 2), dtype=np.float32)  # collapsed faces map to a point: no texels
@@ -168,13 +176,14 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, size: int) -> tuple[np.ndarr
     if _axis_aligned_share(positions, manifold_faces) >= 0.97 and _uv_areas(projected.astype(np.float64)).sum() >= 0.5:
         charts, method = projected, "projected"
     elif len(manifold_faces) > UVATLAS_MAX_FACES:
-        log(f"atlas: {len(manifold_faces)} faces is beyond uvatlas' time budget; using projected charts")
+        log(f"atlas: {len(manifold_faces)} faces is beyond the unwrapper's time budget; using projected charts")
         charts, method = projected, "projected"
     else:
+        method = unwrapper()
         try:
-            charts, method = _uvatlas_in_child(positions, manifold_faces, size), "uvatlas"
+            charts = _unwrap_in_child(method, positions, manifold_faces, size)
         except _UvatlasFailed as failure:
-            warn(f"uvatlas failed ({failure}); using projected charts instead")
+            warn(f"{method} failed ({failure}); using projected charts instead")
             charts, method = projected, "projected"
     uv[unwrappable] = charts
     return uv, method
@@ -243,17 +252,25 @@ class _UvatlasFailed(RuntimeError):
     pass
 
 
-def _uvatlas_in_child(vertices: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
+def unwrapper() -> str:
+    """"xatlas" when the package is installed (deterministic), else open3d's "uvatlas".
+    MESHSTYLE_UNWRAPPER=uvatlas forces uvatlas (comparisons, tests of the fallback)."""
+    if os.environ.get("MESHSTYLE_UNWRAPPER") == "uvatlas":
+        return "uvatlas"
+    return "xatlas" if importlib.util.find_spec("xatlas") is not None else "uvatlas"
+
+
+def _unwrap_in_child(method: str, vertices: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
     partitions = max(1, round(len(faces) / FACES_PER_PARTITION))
-    with tempfile.TemporaryDirectory(prefix="meshstyle-uvatlas-") as folder:
+    with tempfile.TemporaryDirectory(prefix="meshstyle-unwrap-") as folder:
         request, answer, errors = (Path(folder) / name for name in ("mesh.npz", "uv.npy", "stderr.txt"))
-        np.savez(request, vertices=vertices.astype(np.float32), faces=faces.astype(np.int64),
+        np.savez(request, vertices=vertices.astype(np.float32), faces=faces.astype(np.int64), method=method,
                  size=size, gutter=GUTTER_TEXELS, max_stretch=MAX_STRETCH, partitions=partitions)
         with open(errors, "w") as error_stream:
             child = subprocess.Popen([sys.executable, "-m", "meshstyle.atlas.unwrap", str(request), str(answer)],
                                      stdout=subprocess.DEVNULL, stderr=error_stream)
             try:
-                _wait_with_progress(child, f"uvatlas, {len(faces)} faces")
+                _wait_with_progress(child, f"{method}, {len(faces)} faces")
             except BaseException:  # Ctrl-C / SIGTERM: no orphaned unwrapper left running
                 child.kill()
                 child.wait()
@@ -295,20 +312,59 @@ def _failure_reason(stderr: str, returncode: int) -> str:
     return f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
 
 
-def _uvatlas_child_main(request: str, answer: str) -> None:
-    """Runs in the child process: read the mesh, unwrap with uvatlas, save the per-corner UVs."""
+def _unwrap_child_main(request: str, answer: str) -> None:
+    """Runs in the child process: read the mesh, unwrap it, save the per-corner UVs."""
+    job = np.load(request)
+    if str(job["method"]) == "xatlas":
+        uv = _xatlas_uv(job["vertices"], job["faces"], int(job["size"]), float(job["gutter"]))
+    else:
+        uv = _uvatlas_uv(job)
+    with atomic_path(answer) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, uv)
+
+
+def _xatlas_uv(vertices: np.ndarray, faces: np.ndarray, size: int, gutter: float) -> np.ndarray:
+    """Per-corner UVs from xatlas, packed into one size x size atlas with `gutter` texels of padding.
+
+    xatlas sizes the atlas itself: `resolution` is approximate and not always square (564x683 texels
+    for 512 on an icosphere). Its texel coordinates are mapped into the square texture at one scale,
+    so the gutter shrinks where it overshoots (2.25 texels there). Giving xatlas the texel density
+    that fits exactly costs a second chart computation and used fewer texels on a bumpy sphere
+    (41.8% against 44.5%), so it is not done.
+    """
+    import xatlas
+
+    atlas = xatlas.Atlas()
+    atlas.add_mesh(vertices.astype(np.float32), faces.astype(np.uint32))
+    pack = xatlas.PackOptions()
+    pack.resolution = size
+    pack.padding = int(math.ceil(gutter))
+    atlas.generate(xatlas.ChartOptions(), pack)
+    if atlas.atlas_count != 1:
+        raise RuntimeError(f"xatlas Error: charts spread over {atlas.atlas_count} atlases")
+    vmapping, indices, uvs = atlas[0]
+    if indices.shape != faces.shape:
+        raise RuntimeError(f"xatlas Error: {len(indices)} faces returned for {len(faces)}")
+    width, height = atlas.width, atlas.height
+    texels = uvs.astype(np.float64) * [width, height]
+    texels *= min(1.0, size / max(width, height))
+    # xatlas counts rows downwards; v is upwards in meshstyle (a vertical flip, no mirroring of charts
+    # relative to each other: all flip together).
+    uv = np.stack([texels[:, 0] / size, 1.0 - texels[:, 1] / size], axis=-1)
+    return uv[indices].astype(np.float32)
+
+
+def _uvatlas_uv(job) -> np.ndarray:
     import open3d as o3d
 
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
-    job = np.load(request)
     mesh = o3d.t.geometry.TriangleMesh()
     mesh.vertex.positions = o3d.core.Tensor(job["vertices"])
     mesh.triangle.indices = o3d.core.Tensor(job["faces"])
     mesh.compute_uvatlas(size=int(job["size"]), gutter=float(job["gutter"]),
                          max_stretch=float(job["max_stretch"]), parallel_partitions=int(job["partitions"]))
-    with atomic_path(answer) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, mesh.triangle.texture_uvs.numpy())
+    return mesh.triangle.texture_uvs.numpy()
 
 
 def project_charts(vertices: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
@@ -701,6 +757,6 @@ def _pull_push(image: np.ndarray, filled: np.ndarray) -> None:
 
 
 if __name__ == "__main__":
-    # The uvatlas child process (see _uvatlas_in_child).
-    _uvatlas_child_main(sys.argv[1], sys.argv[2])
+    # The unwrapper's child process (see _unwrap_in_child).
+    _unwrap_child_main(sys.argv[1], sys.argv[2])
     os._exit(0)  # skip interpreter teardown: open3d's threads can hang it

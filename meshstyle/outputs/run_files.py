@@ -84,3 +84,67 @@ def remove_stale_frames(folder: str | Path, count: int) -> list[str]:
     for path in stale:
         path.unlink(missing_ok=True)
     return [path.name for path in stale]
+
+
+MESH_RESULT_SUFFIXES = (".glb", ".gltf", ".obj")
+
+
+def check_result_path(path: str | Path) -> Path:
+    """What `render`, `eval`, `view` and `export` read (a run folder or a textured .glb/.gltf/.obj),
+    checked with the standard library alone, so bad input is refused before torch and open3d load.
+
+    A run folder needs run.json (written last: without it the run is incomplete) that is a JSON
+    object of a version this meshstyle reads, and its stylized mesh; a file needs a known suffix and
+    content that can be one (a .glb starts with the binary glTF magic)."""
+    from meshstyle.outputs.run_info import RUN_VERSION
+
+    path = Path(path)
+    try:
+        if path.is_dir():
+            mesh_file = next((path / name for name in ("stylized.glb", "stylized.obj") if (path / name).is_file()), None)
+            run_json = path / "run.json"
+            if not run_json.is_file():
+                if run_json.exists():
+                    raise InputError(run_json, "is not a file")
+                if mesh_file is None and not (path / "checkpoint.pt").is_file():
+                    raise InputError(path, "not a run folder: no run.json, stylized.glb or stylized.obj")
+                raise InputError(path, "incomplete run (no run.json: interrupted or failed while writing); "
+                                       "finish it with `meshstyle stylize ... --resume`")
+            if mesh_file is None:
+                raise InputError(path, "incomplete run: run.json but no stylized.glb or stylized.obj")
+            try:
+                data = json.loads(run_json.read_bytes())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise InputError(run_json, f"invalid JSON: {exc}") from None
+            if not isinstance(data, dict):
+                raise InputError(run_json, "expected a JSON object")
+            version = data.get("version", RUN_VERSION)
+            if version != RUN_VERSION:
+                raise InputError(run_json, f"run.json version {version!r} is not one this meshstyle reads "
+                                           f"(it reads version {RUN_VERSION}); written by another meshstyle version?")
+            _check_mesh_content(mesh_file)
+            return path
+        if not path.exists():
+            raise InputError(path, "no such file or folder" if not path.is_symlink() else "a symbolic link that leads nowhere (broken or a loop)")
+        if path.suffix.lower() not in MESH_RESULT_SUFFIXES:
+            raise InputError(path, "expected a run folder or a textured .glb/.gltf/.obj")
+        if not path.is_file():
+            raise InputError(path, "is not a regular file")
+        _check_mesh_content(path)
+        return path
+    except OSError as exc:   # no permission, a symlink loop, a name too long
+        raise InputError(exc.filename or path, exc.strerror or type(exc).__name__) from None
+
+
+def _check_mesh_content(path: Path) -> None:
+    """The first bytes of a mesh file fit its suffix: an empty file or a text file named .glb fails
+    here with a message about its content, not deep inside a loader."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if not head:
+        raise InputError(path, "is empty")
+    suffix = path.suffix.lower()
+    if suffix == ".glb" and not head.startswith(b"glTF"):
+        raise InputError(path, "is not a binary glTF file (no 'glTF' magic at its start)")
+    if suffix == ".gltf" and not head.lstrip().startswith(b"{"):
+        raise InputError(path, "is not a glTF JSON file (it does not start with '{')")

@@ -26,7 +26,7 @@ from meshstyle.outputs.render import contact_sheet, render_views
 from meshstyle.views.cameras import orbit, walkthrough
 from meshstyle.geometry.frames import check_obj_frame, frame_record, scene_to_output, transform_camera, transform_points
 from meshstyle.outputs.provenance import input_fingerprint, run_provenance
-from meshstyle.outputs.run_files import clear_run_folder
+from meshstyle.outputs.run_files import check_result_path, clear_run_folder
 
 
 @dataclass
@@ -210,16 +210,9 @@ class LoadedResult:
 
 
 def load_result(path: str | Path) -> LoadedResult:
-    path = Path(path)
+    path = check_result_path(path)
     if path.is_dir():
-        mesh_file = next((path / name for name in ("stylized.glb", "stylized.obj") if (path / name).is_file()), None)
-        if not (path / "run.json").is_file():
-            if mesh_file is None and not (path / "checkpoint.pt").is_file():
-                raise InputError(path, "not a run folder: no run.json, stylized.glb or stylized.obj")
-            raise InputError(path, "incomplete run (no run.json: interrupted or failed while writing); "
-                                   "finish it with `meshstyle stylize ... --resume`")
-        if mesh_file is None:
-            raise InputError(path, "incomplete run: run.json but no stylized.glb or stylized.obj")
+        mesh_file = next(path / name for name in ("stylized.glb", "stylized.obj") if (path / name).is_file())
         run = read_run_info(path / "run.json")
         mesh = read_textured(mesh_file)
         original = None
@@ -234,11 +227,6 @@ def load_result(path: str | Path) -> LoadedResult:
         cameras = _run_cameras(run.cameras, "cameras", path / "run.json")
         holdout = _run_cameras(run.holdout, "holdout", path / "run.json")
         return LoadedResult(mesh, scene, cameras, holdout, original, style, run, path)
-    if not path.exists():
-        raise InputError(path, "no such file or folder")
-    if path.suffix.lower() not in (".glb", ".gltf", ".obj"):
-        raise InputError(path, "expected a run folder or a textured .glb/.gltf/.obj")
-
     scene = load_mesh_file(path)
     mesh = read_textured(path)
     scene = Scene(name=path.stem, vertices=mesh.vertices, faces=mesh.faces, kind=scene.kind, up=scene.up,

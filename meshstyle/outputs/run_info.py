@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshstyle.errors import InputError
-from meshstyle.stylization.optimize import StepRecord
+
+if TYPE_CHECKING:   # imported where used: the CLI reads run.json before torch loads
+    from meshstyle.stylization.optimize import StepRecord
 
 RUN_VERSION = 1
 
@@ -66,6 +68,8 @@ class RunInfo:
             if key in data and not isinstance(data[key], kind):
                 raise InputError(path, f"'{key}' must be a JSON {'object' if kind is dict else 'list'}")
         values = {key: value for key, value in data.items() if key in named}
+        from meshstyle.stylization.optimize import StepRecord
+
         try:
             values["history"] = [StepRecord.from_dict(record) for record in data.get("history", [])]
         except (KeyError, TypeError, ValueError):
