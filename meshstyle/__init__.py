@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "StylizeConfig": ("meshstyle.config", "StylizeConfig"),
     "load_config": ("meshstyle.config", "load_config"),
+    "RegionConfig": ("meshstyle.config", "RegionConfig"),
     "load_scene": ("meshstyle.inputs.load", "load_scene"),
     "stylize": ("meshstyle.pipeline", "stylize"),
     "render": ("meshstyle.outputs.run_folder", "render"),

@@ -109,6 +109,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
     from meshstyle.common import distributed
     from meshstyle.inputs.load import load_scene
+    from meshstyle.inputs.regions import resolve_regions
     from meshstyle.pipeline import blend_weights
 
     blend_weights(len(args.style), config.loss.style_weights)   # a weight count that does not fit fails now
@@ -122,7 +123,13 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         _check_scene_arg(args.scene)
         for one in args.style:
             _style_spec(one)
-        return load_scene(args.scene, config.scene)
+        scene = load_scene(args.scene, config.scene)
+        # Region names, label files and region styles fail here, before the atlas and the cameras.
+        plan = resolve_regions(scene, config.regions.styles, config.regions.labels)
+        for region in plan.regions if plan is not None else []:
+            if region.style:
+                _style_spec(region.style)
+        return scene
 
     with contextlib.ExitStack() as owned:
         scene = distributed.run_on_main(world, check_and_load, share_result=False)

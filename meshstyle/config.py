@@ -24,7 +24,7 @@ VGG19_LAYERS: tuple[str, ...] = tuple(
 )
 
 CameraKind = Literal["auto", "orbit", "walkthrough", "poses"]
-Statistic = Literal["gram", "adain"]
+Statistic = Literal["gram", "adain", "swd"]
 ContentTarget = Literal["auto", "photo", "mesh"]
 Precision = Literal["auto", "float32", "bfloat16"]
 UpAxis = Literal["auto", "x", "y", "z", "-x", "-y", "-z"]
@@ -33,11 +33,12 @@ ObjFrame = Literal["output", "input"]
 
 
 def ranged(default: Any, low: float | None = None, high: float | None = None, *, above: bool = False,
-           below: bool = False, also: tuple = (), choices: tuple = ()) -> Any:
+           below: bool = False, also: tuple = (), choices: tuple = (), empty: bool = False) -> Any:
     """A field whose value (each item, for tuples) must lie in [low, high]; `above`/`below` make
-    the bound strict, `also` lists extra allowed values (0 = "choose for me"), `choices` a closed set."""
+    the bound strict, `also` lists extra allowed values (0 = "choose for me"), `choices` a closed set,
+    `empty` lets a tuple have no items."""
     return field(default=default, metadata={"low": low, "high": high, "above": above, "below": below,
-                                            "also": also, "choices": choices})
+                                            "also": also, "choices": choices, "empty": empty})
 
 
 @dataclass
@@ -128,6 +129,12 @@ class ExportConfig:
 
 
 @dataclass
+class RegionConfig:
+    styles: tuple[str, ...] = ranged((), empty=True)   # NAME=STYLE (image or built-in style) or NAME=keep, per region; other faces get the main style
+    labels: str | None = None          # per-face label file naming the regions (.npy, or .ply with a face label); default: the input's materials / ScanNet labels
+
+
+@dataclass
 class StylizeConfig:
     scene: SceneConfig = field(default_factory=SceneConfig)
     cameras: CameraConfig = field(default_factory=CameraConfig)
@@ -136,6 +143,7 @@ class StylizeConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    regions: RegionConfig = field(default_factory=RegionConfig)
     seed: int = ranged(0, 0, 2**63 - 1)   # seed of every random choice (same seed, same texture)
     device: str = "cpu"                # cpu | cuda | cuda:N
 
@@ -182,6 +190,8 @@ FLAG_KEYS = {
     "up": "scene.up",
     "units": "scene.units",
     "obj_frame": "export.obj_frame",
+    "region": "regions.styles",
+    "regions": "regions.labels",
 }
 
 
@@ -304,7 +314,7 @@ def _check(value: Any, hint: Any, limits: Any, key: str, source: str) -> None:
     items = value if origin is tuple else (value,)
     if origin is tuple and not isinstance(value, tuple):
         raise InputError(source, f"bad value {value!r} for '{key}': expected a list")
-    if origin is tuple and not items:
+    if origin is tuple and not items and not limits.get("empty"):
         raise InputError(source, f"bad value {value!r} for '{key}': expected at least one item")
     item_hint = args[0] if origin is tuple else hint
     for item in items:

@@ -91,7 +91,7 @@ def show_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return ",".join(show_value(item) for item in value)
+        return ",".join(show_value(item) for item in value) or "none"
     return str(value)
 
 
@@ -119,7 +119,11 @@ def parse_length(text: str) -> float:
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(m|cm|mm)?\s*", str(text).lower())
     if not match:
         raise argparse.ArgumentTypeError(f"expected a length such as 1.5m, 40cm or 800mm, got '{text}'")
-    return float(match.group(1)) * LENGTH_UNITS[match.group(2) or "m"]
+    metres = float(match.group(1)) * LENGTH_UNITS[match.group(2) or "m"]
+    if metres <= 0:
+        # 0 is the config's "from the style size"; as a flag it can only be a slip.
+        raise argparse.ArgumentTypeError(f"expected a length above 0 such as 1.5m, got '{text}'")
+    return metres
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -133,7 +137,15 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if key == "loss.style_extent":
             help_text = ("width of surface the whole style image covers when painted, e.g. 1.5m, 40cm, 800mm "
                          "(a stroke 1/20 of the painting wide becomes 1/20 of this on every surface)")
-        shown = {"loss.style_extent": "from style size", "loss.style_weights": "equal"}.get(key, show_value(info.default))
+        elif key == "regions.styles":
+            help_text = ("paint one region in its own style: NAME=IMAGE (file or built-in style) or NAME=keep "
+                         "(its texels stay exactly as they were); repeatable; names come from the input's "
+                         "materials, ScanNet labels or --regions FILE; other faces get --style")
+        elif key == "regions.labels":
+            help_text = "per-face region names: .npy (an integer or string per face) or .ply with a face 'label'"
+        shown = {"loss.style_extent": "from style size", "loss.style_weights": "equal",
+                 "regions.styles": "none: the main --style everywhere",
+                 "regions.labels": "the input's materials or ScanNet labels"}.get(key, show_value(info.default))
         help_text += f" ({key}; default: {shown})"
         options: dict[str, Any] = {"default": None, "help": help_text, "dest": flag}
         base = info.hint
@@ -146,6 +158,11 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                 options["choices"] = list(info.choices)
             if key == "loss.style_extent":
                 options["type"], options["metavar"] = parse_length, "LENGTH"
+            elif key == "regions.styles":
+                # Repeated, one region each: `--region wall=a.jpg --region floor=keep`.
+                options["action"], options["metavar"] = "append", "NAME=STYLE"
+            elif key == "regions.labels":
+                options["metavar"] = "FILE"
             elif get_origin(base) is tuple:
                 inner = get_args(base)[0]
                 options["nargs"], options["type"] = "+", inner if inner in (int, float) else str

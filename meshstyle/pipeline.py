@@ -29,8 +29,8 @@ from meshstyle.raster.fragments import ViewPyramid
 from meshstyle.stylization.losses import blend_targets, match_colors, style_targets
 from meshstyle.outputs.monitor import RunObserver, RunStart, step_hook
 from meshstyle.stylization.paint import ColorTransform, normalized_style_features, palette_transform
-from meshstyle.stylization.optimize import (Objective, PatchTarget, TrainView, evaluate_views, load_checkpoint, optimize,
-                       render_patch, steps_per_second)
+from meshstyle.stylization.optimize import (NEUTRAL_FILL, Objective, PatchTarget, TrainView, evaluate_views,
+                                            load_checkpoint, optimize, render_patch, steps_per_second)
 from meshstyle.stylization.patches import LevelPatch, reference_depth, split_by_depth
 from meshstyle.common.progress import log, progress
 from meshstyle.outputs.provenance import style_record
@@ -41,7 +41,10 @@ from meshstyle.stylization.photo_targets import content_target
 from meshstyle.views.frame_selection import select_frames
 from meshstyle.geometry.camera import Camera
 from meshstyle.geometry.scene import Appearance, Photo, Scene, TexturedMesh, View
+from meshstyle.inputs.regions import RegionPlan, resolve_regions
 from meshstyle.inputs.styles import load_style, resize_long_side
+from meshstyle.stylization.regions import (RegionTexture, TexelRegions, propagate_by_region, region_palette_masks,
+                                           restore_kept, restrict_seams, texel_regions)
 from meshstyle.stylization.texture import LaplacianTexture
 from meshstyle.stylization.vgg import load_vgg, native_bfloat16
 
@@ -83,6 +86,15 @@ class Prepared:
 
     style_images: list[np.ndarray] = field(default_factory=list)   # every blended style, as used
     fingerprints: dict[str, str] = field(default_factory=dict)   # see input_fingerprints
+    regions: TexelRegions | None = None   # with --region: each texel's region (stylization/regions.py)
+    face_region: np.ndarray | None = None  # (F,) each face's region, with --region
+
+    def new_texture(self, device: torch.device, levels: int) -> torch.nn.Module:
+        """The optimised texture, starting at `start`: one Laplacian pyramid, or one per region."""
+        start = self.start_tensor.to(device)
+        if self.regions is None:
+            return LaplacianTexture(start, levels)
+        return RegionTexture(start, levels, self.regions)
 
     @property
     def initial_tensor(self) -> torch.Tensor:
@@ -123,7 +135,7 @@ def stylize(scene: Scene | None, style: str | Path | np.ndarray, config: Stylize
     for observer in observers:
         observer.started(run_start(scene, prepared, config, out_dir, resume_state))
     with stage("optimise", timings):
-        texture = LaplacianTexture(prepared.start_tensor.to(device), config.texture.pyramid_levels)
+        texture = prepared.new_texture(device, config.texture.pyramid_levels)
         outcome = optimize(texture, prepared.views, prepared.objective, optim, config.seed,
                            checkpoint_path=checkpoint_path if world.is_main else None, resume=resume_state,
                            world=world, on_step=step_hook(observers, lambda: texture_pixels(texture)),
@@ -174,7 +186,7 @@ def run_start(scene: Scene, prepared: Prepared, config: StylizeConfig, out_dir: 
                     out_dir=Path(out_dir) if out_dir is not None else None)
 
 
-def texture_pixels(texture: LaplacianTexture) -> np.ndarray:
+def texture_pixels(texture: torch.nn.Module) -> np.ndarray:
     """(H,W,3) float32 copy of the texture being optimised, as it will be saved."""
     with torch.no_grad():
         return texture().clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy().astype(np.float32)
@@ -215,6 +227,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
     configure_torch(config)
     device = torch.device(config.device)
     content_source = content_source_for(scene, config)
+    plan = resolve_regions(scene, config.regions.styles, config.regions.labels)
     timings: dict[str, float] = {}
     with stage("atlas", timings):
         size = config.texture.size or default_texture_size(scene, config.texture.texels_per_metre)
@@ -225,6 +238,10 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
         seams = seam_fill_for(scene.vertices, scene.faces, atlas.uv, size)
         # The mesh's own colours continue across the seams too, so the content target has no seams.
         initial = np.ascontiguousarray(fill_seams_numpy(bake_texture(scene, atlas, size), seams), dtype=np.float32)
+        regions = None
+        if plan is not None:
+            regions = texel_regions(atlas.uv, size, plan.face_region, plan.keep, plan.painted)
+            seams = restrict_seams(seams, regions)
 
     with stage("cameras", timings):
         rasterizer = Rasterizer(scene.vertices, scene.faces, atlas.uv)
@@ -269,8 +286,12 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
                 image = match_colors(image, initial_tensor)
             style_images.append(image)
         style_image = style_images[0]
-        palette = ColorTransform.identity()
-        if config.loss.palette and not config.loss.preserve_color:
+        palette: ColorTransform | dict[int, ColorTransform] = ColorTransform.identity()
+        if plan is not None:
+            region_images = region_style_images(plan, config, focal, depth_reference, initial_tensor)
+            palette, initial_tensor = region_palettes(plan, regions, region_images, style_image, initial_tensor,
+                                                      atlas.uv, config)
+        elif config.loss.palette and not config.loss.preserve_color:
             # A blend's palette is its first style's: the others add texture, not the colour scheme.
             sample, used = texture_sample(initial_tensor, atlas.uv)
             palette = palette_transform(sample, style_image, used, strength=min(1.0, config.loss.style_strength))
@@ -281,13 +302,24 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
         objective = Objective(vgg=vgg, style=blend_targets(per_style, weights), loss=config.loss,
                               regularizer=config.texture.regularizer, seams=seams,
                               nnfm=nnfm_targets(vgg, style_image.to(device), config))
-        views = [train_view(pyramid, initial_tensor, view.photo, content_source, config, depth_reference, palette)
+        if plan is not None:
+            # The rest region (main style) keeps the blend; a named region its own image's targets.
+            for region, image in region_images.items():
+                if image is not None:
+                    objective.region_style[region] = style_targets(
+                        vgg, image.to(device), config.loss.style_layers, config.loss.style_scales, config.loss.statistic)
+                    objective.region_nnfm[region] = nnfm_targets(vgg, image.to(device), config)
+        face_region = torch.from_numpy(plan.face_region.astype(np.int64)) if plan is not None else None
+        skip = plan.keep if plan is not None else frozenset()
+        views = [train_view(pyramid, initial_tensor, view.photo, content_source, config, depth_reference, palette,
+                            face_region=face_region, skip=skip)
                  for view, pyramid in zip(train, progress(pyramids, desc="patches", unit="view"))]
         views = [view.to(device) for view in views if view.targets]
         if not views:
             raise InputError(scene.source or scene.name, "no training view has pixels to stylize")
         holdout_views = [train_view(pyramid, initial_tensor, view.photo, content_source, config,
-                                    depth_reference, palette) for view, pyramid in zip(holdout, holdout_pyramids)]
+                                    depth_reference, palette, face_region=face_region, skip=skip)
+                         for view, pyramid in zip(holdout, holdout_pyramids)]
         holdout_views = [view.to(device) for view in holdout_views if view.targets]
 
     patches = [t.patch for view in views for t in view.targets]
@@ -309,6 +341,8 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
         "patch_pixels_per_view": sum(p.pixels for p in patches) / len(views),
         "level_pixels": {str(k): sum(p.pixels for p in patches if p.level == k) for k in range(len(heights))},
     }
+    if plan is not None:
+        info["regions"] = [region.record(main_style_name(style)) for region in plan.regions]
     fingerprints = dict(input_fingerprints(scene, style, config),
                         atlas=fingerprint(atlas.uv, atlas.size),
                         cameras=fingerprint([(v.camera.K, v.camera.cam_to_world, v.camera.width, v.camera.height)
@@ -318,7 +352,55 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
                     style_image=style_image.permute(1, 2, 0).cpu().numpy(), info=info, timings=timings,
                     seams=seams, texels=texels, seen=seen,
                     style_images=[image.permute(1, 2, 0).cpu().numpy() for image in style_images],
-                    fingerprints=fingerprints)
+                    fingerprints=fingerprints, regions=regions,
+                    face_region=plan.face_region if plan is not None else None)
+
+
+def main_style_name(style: str | Path | np.ndarray) -> str:
+    """The main --style as run.json's region records name it."""
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    return " + ".join("array" if isinstance(one, np.ndarray) else str(one) for one in styles)
+
+
+def region_style_images(plan: RegionPlan, config: StylizeConfig, focal: float,
+                        depth_reference: float, initial: torch.Tensor) -> dict[int, torch.Tensor | None]:
+    """Per painted region, its own style image as used (None: the main style's blend), sized for
+    the run's reference depth so that its strokes have the run's world size too."""
+    images: dict[int, torch.Tensor | None] = {}
+    for index in plan.painted:
+        spec = plan.regions[index].style
+        if not spec:
+            images[index] = None
+            continue
+        side, _ = style_scale_for_extent(spec, config.loss, focal, depth_reference)
+        image = torch.from_numpy(style_pixels(spec, side)).permute(2, 0, 1)
+        images[index] = match_colors(image, initial) if config.loss.preserve_color else image
+    return images
+
+
+def region_palettes(plan: RegionPlan, regions: TexelRegions, images: dict[int, torch.Tensor | None],
+                    main_image: torch.Tensor, initial: torch.Tensor, uv: np.ndarray, config: StylizeConfig,
+                    ) -> tuple[dict[int, ColorTransform], torch.Tensor]:
+    """The palette step per region: each region's texels get its own style's colour mean and
+    covariance, measured on its own texels only (keep regions: unchanged). Returns the colour maps
+    (for the photos' content crops) and the start texture."""
+    palettes = {index: ColorTransform.identity() for index in plan.painted}
+    if not config.loss.palette or config.loss.preserve_color:
+        return palettes, initial
+    sample, used = texture_sample(initial, uv)
+    masks = region_palette_masks(regions, sample.shape[-1])
+    owner = torch.from_numpy(regions.owner)
+    start = initial.clone()
+    for index in plan.painted:
+        region_used = masks[index] if used is None else masks[index] & used
+        if not bool(region_used.any()):
+            continue
+        # The rest region takes the main style's palette (a blend's first style, as without regions).
+        image = images[index] if images[index] is not None else main_image
+        palettes[index] = palette_transform(sample, image, region_used, strength=min(1.0, config.loss.style_strength))
+        start = torch.where(owner[None] == index, palettes[index](initial), start)
+    return palettes, start
+
 
 
 MAX_STYLE_SIDE = 2048   # VGG memory and time grow with the style image's area
@@ -371,7 +453,7 @@ def style_scale_for_extent(style: str | Path | np.ndarray, loss: LossConfig, foc
 
 def finish_texture(texture: np.ndarray, prepared: Prepared) -> tuple[np.ndarray, dict[str, float]]:
     """The optimised (H,W,3) texture made whole (`paint_unseen`); returns it and the run.json
-    figures of how much was painted."""
+    figures of how much was painted. Keep regions end exactly as they started."""
     texels, seen = prepared.texels, prepared.seen
     texture = np.ascontiguousarray(texture, dtype=np.float32)
     if texels is None or seen is None or len(texels.index) == 0:
@@ -381,16 +463,24 @@ def finish_texture(texture: np.ndarray, prepared: Prepared) -> tuple[np.ndarray,
     # Every used texel now holds paint: seen ones from the optimiser, the rest carried over
     # (nothing to carry when no view saw anything).
     painted = 1.0 if propagated == 0 or seen.any() else 0.0
-    return paint_unseen(texture, texels, seen, prepared.seams), {
+    finished = paint_unseen(texture, texels, seen, prepared.seams, prepared.regions, prepared.face_region)
+    if prepared.regions is not None:
+        finished = restore_kept(finished, prepared.initial, prepared.regions)
+    return finished, {
         "used_texels": used, "seen_share": round(float(seen.mean()), 4),
         "propagated_share": round(propagated / used, 4), "painted_share": painted}
 
 
-def paint_unseen(texture: np.ndarray, texels: TexelPoints, seen: np.ndarray, seams: SeamFill | None) -> np.ndarray:
+def paint_unseen(texture: np.ndarray, texels: TexelPoints, seen: np.ndarray, seams: SeamFill | None,
+                 regions: TexelRegions | None = None, face_region: np.ndarray | None = None) -> np.ndarray:
     """Texels no training view saw take paint carried over the surface from the seen ones (never
-    their original colours), then the gutters and the band along each seam are refilled from
-    across the seams, and the texels beyond the gutters from coarse means."""
-    texture = propagate_paint(texture, texels, seen)
+    their original colours; with regions, only from their own region), then the gutters and the
+    band along each seam are refilled from across the seams, and the texels beyond the gutters
+    from coarse means."""
+    if regions is not None and face_region is not None:
+        texture = propagate_by_region(texture, texels, seen, face_region, regions)
+    else:
+        texture = propagate_paint(texture, texels, seen)
     if seams is not None:
         texture = fill_seams_numpy(texture, seams)
     size = texture.shape[0]
@@ -407,6 +497,7 @@ def paint_unseen(texture: np.ndarray, texels: TexelPoints, seen: np.ndarray, sea
 FINGERPRINT_MEANING = {
     "mesh": "the scene's mesh", "style": "the style image", "loss": "the loss/texture/optimiser config",
     "atlas": "the UV atlas", "cameras": "the training cameras or raster sizes",
+    "regions": "the regions or their styles",
 }
 # Optimiser keys that may differ on resume: more iterations extend a run; the rest is bookkeeping.
 RESUMABLE_OPTIM_KEYS = ("iters", "checkpoint_every_s")
@@ -415,13 +506,18 @@ RESUMABLE_OPTIM_KEYS = ("iters", "checkpoint_every_s")
 def input_fingerprints(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig) -> dict[str, str]:
     """Digests of what a resumed run must share with the checkpoint, known before any stage runs."""
     optim = {key: value for key, value in dataclasses.asdict(config.optim).items() if key not in RESUMABLE_OPTIM_KEYS}
-    return {
+    prints = {
         "mesh": fingerprint(np.asarray(scene.vertices, dtype=np.float64), np.asarray(scene.faces, dtype=np.int64)),
         "style": fingerprint(*[style_pixels(one, config.loss.style_size)
                                for one in (style if isinstance(style, (list, tuple)) else [style])]),
         "loss": fingerprint(dataclasses.asdict(config.loss), dataclasses.asdict(config.texture), optim,
                             config.cameras.kind, config.cameras.min_coverage, config.device),
     }
+    plan = resolve_regions(scene, config.regions.styles, config.regions.labels) if scene is not None else None
+    if plan is not None:   # only with --region, so runs without regions resume old checkpoints
+        prints["regions"] = fingerprint(plan.face_region, [(r.name, r.style or "") for r in plan.regions],
+                                        *[style_pixels(r.style, config.loss.style_size) for r in plan.regions if r.style])
+    return prints
 
 
 def check_fingerprints(checkpoint: dict[str, Any], current: dict[str, str], source: Path | None) -> None:
@@ -497,28 +593,35 @@ def content_source_for(scene: Scene, config: StylizeConfig) -> str:
 
 def train_view(pyramid: ViewPyramid, initial: torch.Tensor, photo: Photo | None, content_source: str,
                config: StylizeConfig, depth_reference: float,
-               palette: ColorTransform | None = None) -> TrainView:
+               palette: ColorTransform | dict[int, ColorTransform] | None = None,
+               face_region: torch.Tensor | None = None, skip: frozenset[int] = frozenset()) -> TrainView:
     """A view's depth-split patches, each with the crop of the image it should still resemble.
 
     `initial` is the texture the optimisation starts from (after the palette step); photos go
     through the same `palette` map, so the content loss keeps structure, not the original colours.
+    With regions (`face_region`, see split_by_depth) `palette` holds each region's map, and a
+    region's photo crop shows only its own pixels, over the neutral fill its render has too.
     """
-    patches = split_by_depth(pyramid, config.loss, depth_reference)
+    patches = split_by_depth(pyramid, config.loss, depth_reference, face_region, skip)
     if content_source == "none":
         return TrainView([PatchTarget(patch, None, None) for patch in patches])
     if content_source == "photo" and photo is not None:
+        per_region = isinstance(palette, dict)
         level_targets = {}
         for level in sorted({patch.level for patch in patches}):
             fragments = pyramid.levels[level]
             camera = photo.camera.scaled(fragments.height)
             image, valid = content_target(photo, camera, fragments)
-            level_targets[level] = (palette(image) if palette is not None else image), valid
+            level_targets[level] = (palette(image) if palette is not None and not per_region else image), valid
         targets = []
         for patch in patches:
             image, valid = level_targets[patch.level]
             y0, y1, x0, x1 = patch.box
-            targets.append(PatchTarget(patch, image[:, y0:y1, x0:x1].contiguous(),
-                                       valid[y0:y1, x0:x1].to(torch.float32)[None, None].contiguous()))
+            crop, crop_valid = image[:, y0:y1, x0:x1], valid[y0:y1, x0:x1]
+            if per_region:
+                crop = torch.where(patch.mask[None], palette[patch.region](crop), crop.new_full((), NEUTRAL_FILL))
+                crop_valid = crop_valid & patch.mask
+            targets.append(PatchTarget(patch, crop.contiguous(), crop_valid.to(torch.float32)[None, None].contiguous()))
         return TrainView(targets)
     return TrainView([PatchTarget(patch, *mesh_content(initial, patch)) for patch in patches])
 

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import trimesh
 
-from meshstyle.geometry.scene import Appearance, Scene
+from meshstyle.geometry.scene import Appearance, FaceLabels, Scene
 
 from .blob import smooth_noise
 
@@ -49,6 +49,7 @@ class Part:
     vertices: np.ndarray     # (V,3) float64
     faces: np.ndarray        # (F,3) int64
     colors: np.ndarray       # (V,3) float32
+    label: str = ""          # region name (`--region NAME=STYLE`); the shell labels its own faces
 
 
 def demo_room(seed: int = 0) -> Scene:
@@ -62,7 +63,24 @@ def demo_room(seed: int = 0) -> Scene:
     colors = np.clip(colors + rng.normal(0, 0.01, size=colors.shape), 0, 1).astype(np.float32)
     return Scene(name="demo-room", vertices=vertices, faces=faces.astype(np.int64),
                  appearance=Appearance(vertex_colors=colors), kind="room", up=(0.0, 0.0, 1.0),
-                 source="built-in:demo-room")
+                 source="built-in:demo-room", labels=_labels(parts))
+
+
+def _labels(parts: list[Part]) -> FaceLabels:
+    """Region names like ScanNet's NYU40 classes: the shell's faces are floor, ceiling or wall by
+    height, every other part carries its own label."""
+    per_face = []
+    for part in parts:
+        if part.label:
+            per_face += [part.label] * len(part.faces)
+            continue
+        height = part.vertices[part.faces][:, :, 2].mean(axis=1)
+        per_face += np.where(height <= 1e-6, "floor",
+                             np.where(height >= ROOM_SIZE[2] - 1e-6, "ceiling", "wall")).tolist()
+    names = tuple(dict.fromkeys(per_face))
+    index = {name: i for i, name in enumerate(names)}
+    return FaceLabels(names=names, face=np.array([index[name] for name in per_face], dtype=np.int32),
+                      source="demo-room parts")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,13 +132,14 @@ def lattice_box_surface(counts: tuple[int, int, int], inward: bool = False,
     return unique_points[used], compact.reshape(faces.shape)
 
 
-def box_part(low: np.ndarray, high: np.ndarray, paint: Paint, step: float = FURNITURE_STEP) -> Part:
+def box_part(low: np.ndarray, high: np.ndarray, paint: Paint, step: float = FURNITURE_STEP,
+             label: str = "") -> Part:
     """A closed, outward-facing box from corner `low` to corner `high`, quads about `step` wide."""
     low, high = np.asarray(low, float), np.asarray(high, float)
     counts = tuple(int(n) for n in np.maximum(1, np.round((high - low) / step)))
     lattice, faces = lattice_box_surface(counts)
     vertices = low + lattice * ((high - low) / counts)
-    return Part(vertices, faces, paint(vertices))
+    return Part(vertices, faces, paint(vertices), label)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,7 +292,7 @@ def _sofa(rng: np.random.Generator) -> list[Part]:
               ((3.70, 1.40, 0.41), (3.96, 3.40, 0.86), upholstery),          # backrest
               ((3.03, 1.38, 0.00), (3.95, 1.60, 0.62), arm_fabric),          # arm, south
               ((3.03, 3.20, 0.00), (3.95, 3.42, 0.62), arm_fabric)]          # arm, north
-    return [box_part(np.add(low, shift), np.add(high, shift), paint) for low, high, paint in pieces]
+    return [box_part(np.add(low, shift), np.add(high, shift), paint, label="sofa") for low, high, paint in pieces]
 
 
 def _dining_set(rng: np.random.Generator) -> list[Part]:
@@ -287,10 +306,11 @@ def _dining_set(rng: np.random.Generator) -> list[Part]:
     def beech(points: np.ndarray) -> np.ndarray:
         return wood(points, grain_axis=2, across_axis=0, plank_width=0.12, base=(0.78, 0.60, 0.40), rng=rng)
 
-    parts = [box_part(np.r_[table_low, 0.72] + shift, np.r_[table_high, 0.77] + shift, walnut)]
+    parts = [box_part(np.r_[table_low, 0.72] + shift, np.r_[table_high, 0.77] + shift, walnut, label="table")]
     for leg_x in (table_low[0] + 0.05, table_high[0] - 0.11):
         for leg_y in (table_low[1] + 0.05, table_high[1] - 0.11):
-            parts.append(box_part(np.r_[leg_x, leg_y, 0.0] + shift, np.r_[leg_x + 0.06, leg_y + 0.06, 0.725] + shift, walnut))
+            parts.append(box_part(np.r_[leg_x, leg_y, 0.0] + shift, np.r_[leg_x + 0.06, leg_y + 0.06, 0.725] + shift,
+                                  walnut, label="table"))
     for chair_x in (0.55, 1.25):
         parts += _chair(np.array([chair_x, 2.85, 0.0]) + shift, beech)
     return parts
@@ -303,7 +323,7 @@ def _chair(corner: np.ndarray, paint: Paint) -> list[Part]:
     for leg_x in (0.02, 0.38):
         for leg_y in (0.02, 0.38):
             pieces.append(((leg_x, leg_y, 0.0), (leg_x + 0.04, leg_y + 0.04, 0.435)))
-    return [box_part(corner + low, corner + high, paint) for low, high in pieces]
+    return [box_part(corner + low, corner + high, paint, label="chair") for low, high in pieces]
 
 
 def _box_stack(rng: np.random.Generator) -> list[Part]:
@@ -322,7 +342,8 @@ def _box_stack(rng: np.random.Generator) -> list[Part]:
 
     boxes = [(np.array([3.25, 0.20, 0.00]), np.array([3.85, 0.70, 0.45])),
              (np.array([3.32, 0.25, 0.44]), np.array([3.77, 0.65, 0.79]))]
-    return [box_part(low + shift, high + shift, taped_cardboard(low + shift, high + shift)) for low, high in boxes]
+    return [box_part(low + shift, high + shift, taped_cardboard(low + shift, high + shift), label="box")
+            for low, high in boxes]
 
 
 def _ball(rng: np.random.Generator) -> Part:
@@ -337,4 +358,4 @@ def _ball(rng: np.random.Generator) -> Part:
     colors = gores[gore]
     colors[np.abs(local[:, 2]) > 0.9 * radius] = [0.97, 0.97, 0.95]
     colors = colors * (1 + 0.03 * smooth_noise(local, rng, scale=0.2))[:, None]
-    return Part(local + centre, np.asarray(sphere.faces, dtype=np.int64), colors.astype(np.float32))
+    return Part(local + centre, np.asarray(sphere.faces, dtype=np.int64), colors.astype(np.float32), "ball")

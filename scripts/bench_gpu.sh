@@ -47,6 +47,19 @@ PY
 }
 
 ms="python3 -m meshstyle"
+if [ -n "${QUALITY_STYLES:-}" ]; then   # QUALITY_STYLES="starry_night great_wave" (in .gpu/styles): bench_quality.py on demo-room, on the GPU
+    cp -r "$OLDPWD/scripts" /tmp/meshstyle-src/
+    mkdir -p /tmp/shared && cp -r "$OLDPWD/.gpu/styles" /tmp/shared/   # where bench_quality.py looks for styles by name
+    for style in $QUALITY_STYLES; do
+        for setting in ${QUALITY_SETTINGS:-defaults}; do   # "defaults" or KEY=VALUE (one --set)
+            extra=(); [ "$setting" = defaults ] || extra=(--set "$setting")
+            python3 /tmp/meshstyle-src/scripts/bench_quality.py --device cuda --scenes demo-room --styles "$style" \
+                --views 2 --label "$setting" --out "$out/bq" --json "$out/bq-$style-$setting.json" \
+                "${extra[@]}" 2>&1 | grep -v "it/s\|view/s\|frame/s\|step/s" | tail -n 12
+        done
+    done
+    exit
+fi
 if [ -n "${SCAN:-}" ]; then   # SCAN=path/to/scan: that scan at default settings instead of the demo runs
     run scan-cuda $ms stylize "$SCAN" --style "$(dirname "$SCAN")/starry_night.jpg" --device cuda --out "$out/scan-cuda" --seed 0
     exit

@@ -153,19 +153,19 @@ def stylize_2d(content: torch.Tensor, start: torch.Tensor, mask: torch.Tensor, o
         for group in optimizer.param_groups:
             group["lr"] = lr * lr_decay ** (step / max(1, steps - 1))
         image = torch.where(mask[None], pixels, pixels.new_full((), NEUTRAL_FILL))
-        style, content_term = image_loss(image, weight, objective, target, weight)
+        style, content_term = image_loss(image, weight, objective, target, weight, key=step)
         total = style + content_term
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
         with torch.no_grad():
             pixels.clamp_(0.0, 1.0)
-        history.append(float(total))
+        history.append(float(total.detach()))
     return pixels.detach(), history
 
 
 def ceiling(loaded, config: StylizeConfig, config_dict: dict, steps: int, cache_dir: Path,
-            features: FeatureCache) -> dict[str, float]:
+            features: FeatureCache, device: str = "cpu") -> dict[str, float]:
     """Style and content distance of the held-out views stylized one by one as 2-D images."""
     cameras = loaded.holdout or loaded.cameras
     original = loaded.original
@@ -188,16 +188,18 @@ def ceiling(loaded, config: StylizeConfig, config_dict: dict, steps: int, cache_
             image = np.load(path)
         else:
             if objective is None:
-                vgg = load_vgg()
+                vgg = load_vgg(device=device)
                 style_image = torch.from_numpy(np.ascontiguousarray(loaded.style_image, dtype=np.float32)).permute(2, 0, 1)
+                style_image = style_image.to(device)
                 targets_style = style_targets(vgg, style_image, config.loss.style_layers, config.loss.style_scales,
                                               config.loss.statistic)
                 objective = Objective(vgg=vgg, style=targets_style, loss=config.loss,
                                       nnfm=nnfm_targets(vgg, style_image, config))
-            content = palette(torch.from_numpy(view.image).permute(2, 0, 1).contiguous())
+            content = palette(torch.from_numpy(view.image).permute(2, 0, 1).contiguous()).to(device)
             started = time.perf_counter()
-            result, history = stylize_2d(content, content, mask, objective, steps, config.optim.lr,
+            result, history = stylize_2d(content, content, mask.to(device), objective, steps, config.optim.lr,
                                          config.optim.lr_decay)
+            result = result.cpu()
             quarter = max(1, steps // 4)
             change = (np.mean(history[-quarter * 2:-quarter]) - np.mean(history[-quarter:])) / max(1e-12, history[0])
             print(f"  ceiling view {len(results) + 1}/{len(targets)}: loss {history[0]:.3g} -> {history[-1]:.3g} "
@@ -224,6 +226,8 @@ def bench_one(scene: str, style: str, label: str, overrides: list[str], args: ar
                                      "--overwrite", "--seed", str(args.seed)]
     for item in overrides:
         command += ["--set", item]
+    if args.device != "cpu":
+        command += ["--device", args.device]
     print(f"[{label}] {scene} x {style}: {' '.join(command[3:])}", flush=True)
     if args.reuse and (out / "run.json").is_file():
         child = Child(float("nan"), float("nan"), 0)   # scored again, not re-run: no wall time
@@ -244,7 +248,7 @@ def bench_one(scene: str, style: str, label: str, overrides: list[str], args: ar
     cache = Path(os.environ.get("MESHSTYLE_CACHE", Path.home() / ".cache" / "meshstyle")) / "bench_quality"
     top = {"swd": float("nan"), "content": float("nan")}
     if with_ceiling:
-        top = ceiling(loaded, config, loaded.run.config, args.ceiling_steps, cache, features)
+        top = ceiling(loaded, config, loaded.run.config, args.ceiling_steps, cache, features, args.device)
         write_ceiling_sheet(out / "ceiling_sheet.png", loaded, top.pop("ceiling_images"))
     coverage = report.get("coverage", {})
     seams = report.get("seams", {})
@@ -378,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strength-sheet", help="JPEG: original | each strength, for two held-out views")
     parser.add_argument("--speed", action="store_true", help="also time `meshstyle demo` and `demo --quick`")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda: the 3-D runs and the 2-D ceiling run there")
     parser.add_argument("--out", default=str(ROOT / "out" / "bench_quality"))
     parser.add_argument("--markdown", help="also write the tables as markdown to this file (the README's copy)")
     parser.add_argument("--readme", help="with --markdown: also replace the block between the bench markers in "

@@ -92,7 +92,8 @@ def test_misspelt_key_suggests_the_nearest_one(tmp_path):
     assert "did you mean --style-strength?" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("text,metres", [("1.5m", 1.5), ("40cm", 0.4), ("800mm", 0.8), ("2", 2.0), (" 0.25 m", 0.25)])
+@pytest.mark.parametrize("text,metres", [("1.5m", 1.5), ("150cm", 1.5), ("1500mm", 1.5), ("40cm", 0.4),
+                                         ("800mm", 0.8), ("2", 2.0), (" 0.25 m", 0.25), ("1.5M", 1.5)])
 def test_style_extent_units(text, metres):
     assert parse_length(text) == pytest.approx(metres)
 
@@ -100,3 +101,14 @@ def test_style_extent_units(text, metres):
 def test_style_extent_bad_unit_is_a_usage_error():
     done = run_cli("stylize", "demo-object", "--style", "circles", "--style-extent", "3km")
     assert done.returncode == 2 and "--style-extent" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("text", ["3km", "abc", "0.5ft", "", "0m", "1.5m2", "m"])
+def test_bad_style_extent_exits_2_with_one_line(tmp_path, capsys, text):
+    from meshstyle.cli import main
+
+    out = tmp_path / "run"
+    assert main(["stylize", "demo-object", "--style", "circles", "--style-extent", text, "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--style-extent" in lines[0] and f"'{text}'" in lines[0], lines
+    assert not out.exists()

@@ -25,6 +25,8 @@ def half_mask(shape=(1, 1, 6, 6)) -> torch.Tensor:
 def targets_from(features: torch.Tensor, statistic: str) -> StyleTargets:
     if statistic == "gram":
         return StyleTargets("gram", (1.0,), gram={"relu1_1": gram(features)[0]})
+    if statistic == "swd":
+        return StyleTargets("swd", (1.0,), points={"relu1_1": features[0].flatten(1).T})
     mean, std = mean_std(features)
     return StyleTargets("adain", (1.0,), mean={"relu1_1": mean[0]}, std={"relu1_1": std[0]})
 
@@ -36,14 +38,14 @@ def smooth_image(seed: int, size: int = 32, low: float = 0.3, high: float = 0.7)
     return low + (high - low) * image
 
 
-@pytest.mark.parametrize("statistic", ["gram", "adain"])
+@pytest.mark.parametrize("statistic", ["gram", "adain", "swd"])
 def test_masked_style_loss_ignores_uncovered_feature_pixels(statistic):
     mask = half_mask()
     targets = targets_from(random_features(1), statistic)
     results = []
     for masked_out_values in (random_features(2), 100 * random_features(3)):
         features = torch.where(mask > 0, random_features(4), masked_out_values).requires_grad_(True)
-        loss = style_loss({"relu1_1": features}, mask, targets, {"relu1_1": 1.0})
+        loss = style_loss({"relu1_1": features}, mask, targets, {"relu1_1": 1.0}, projection_key=7)
         loss.backward()
         results.append((loss.detach(), features.grad.clone()))
         assert loss > 0
@@ -82,6 +84,45 @@ def test_weighted_gram_is_the_plain_gram_of_the_covered_pixels():
     assert torch.allclose(std[0], covered.std(1, unbiased=False), rtol=1e-4)
 
 
+def test_sliced_wasserstein_matches_the_whole_distribution_not_only_its_moments():
+    # A bimodal style (two clusters) and start features with the same mean and covariance but one
+    # Gaussian blob: the Gram loss sees them as equal, the sliced Wasserstein loss does not, and
+    # optimising it splits the features into the style's two clusters.
+    generator = torch.Generator().manual_seed(0)
+    signs = torch.randint(0, 2, (4000, 1), generator=generator) * 2.0 - 1.0
+    style_points = 3.0 + signs * torch.tensor([[2.0, 0.0]]) + 0.1 * torch.randn(4000, 2, generator=generator)
+    centred = torch.randn(4000, 2, generator=generator)
+    centred = (centred - centred.mean(0)) / centred.std(0)
+    blob = style_points.mean(0) + centred * style_points.std(0)
+    features = blob.T.reshape(1, 2, 40, 100).clone().requires_grad_(True)
+    targets = StyleTargets("swd", (1.0,), points={"relu1_1": style_points})
+    gram_targets = StyleTargets("gram", (1.0,), gram={"relu1_1": style_points.T @ style_points / len(style_points)})
+    assert float(style_loss({"relu1_1": features}, None, gram_targets, {"relu1_1": 1.0})) < 1e-3
+    start = float(style_loss({"relu1_1": features}, None, targets, {"relu1_1": 1.0}, projection_key=1))
+    assert start > 0.05
+    optimizer = torch.optim.Adam([features], lr=0.05)
+    for step in range(200):
+        loss = style_loss({"relu1_1": features}, None, targets, {"relu1_1": 1.0}, projection_key=step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(loss) < 0.05 * start
+    first = features.detach()[0, 0].flatten()
+    # two clusters at 1 and 5 along the first axis, as in the style, and nearly nothing in between
+    assert float(((first - 3.0).abs() < 1.0).float().mean()) < 0.1
+    assert abs(float((first > 3.0).float().mean()) - 0.5) < 0.1
+
+
+def test_sliced_wasserstein_slices_are_reproducible_by_key():
+    features, style_features = random_features(21, (1, 16, 6, 6)), random_features(22, (1, 16, 6, 6))
+    targets = targets_from(style_features, "swd")
+    first = style_loss({"relu1_1": features}, None, targets, {"relu1_1": 1.0}, projection_key=5)
+    again = style_loss({"relu1_1": features}, None, targets, {"relu1_1": 1.0}, projection_key=5)
+    other = style_loss({"relu1_1": features}, None, targets, {"relu1_1": 1.0}, projection_key=6)
+    assert float(first) == float(again) and float(first) != float(other)
+    assert float(style_loss({"relu1_1": style_features}, None, targets, {"relu1_1": 1.0}, projection_key=5)) < 1e-6
+
+
 def test_weight_at_averages_areas():
     weight_map = torch.tensor([[1.0, 1, 0, 0], [1, 1, 0, 1], [0, 0, 1, 1], [0, 0, 1, 1]])[None, None]
     assert torch.equal(weight_at(weight_map, (2, 2))[0, 0], torch.tensor([[1.0, 0.25], [0.0, 1.0]]))
@@ -100,13 +141,14 @@ def test_uncovered_view_contributes_nothing():
     assert torch.isfinite(features.grad).all() and (features.grad[0] == 0).all()
 
 
-@pytest.mark.parametrize("statistic", ["gram", "adain"])
+@pytest.mark.parametrize("statistic", ["gram", "adain", "swd"])
 def test_style_losses_are_scale_free(statistic):
     features, style_features = random_features(11), random_features(12)
-    loss = style_loss({"relu1_1": features}, None, targets_from(style_features, statistic), {"relu1_1": 1.0})
+    loss = style_loss({"relu1_1": features}, None, targets_from(style_features, statistic), {"relu1_1": 1.0},
+                      projection_key=3)
     for scale in (1e-2, 250.0):
         scaled_targets = targets_from(scale * style_features, statistic)
-        scaled = style_loss({"relu1_1": scale * features}, None, scaled_targets, {"relu1_1": 1.0})
+        scaled = style_loss({"relu1_1": scale * features}, None, scaled_targets, {"relu1_1": 1.0}, projection_key=3)
         assert torch.allclose(scaled, loss, rtol=1e-4)
 
 

@@ -22,5 +22,9 @@ def test_default_run_reports_the_extent_it_amounts_to():
     assert info["style_extent_m"] == pytest.approx(width * info["reference_depth_m"] / focal, rel=1e-6)
     config.loss.style_extent = 2 * info["style_extent_m"]
     doubled = prepare(scenes.demo_object(), "circles", config)
-    assert doubled.style_image.shape[1] == pytest.approx(2 * width, abs=1)
+    # With an extent the median depth moves to the pyramid's middle (patches.reference_depth), so
+    # the style image grows by that factor too: its pixels still map 1:1 to the coarsest level's there.
+    centre = (config.raster.level_scale ** (config.raster.levels - 1)) ** 0.5
+    assert doubled.info["reference_depth_m"] == pytest.approx(info["reference_depth_m"] / centre, rel=0.02)
+    assert doubled.style_image.shape[1] == pytest.approx(2 * width * centre, abs=2)
     assert doubled.info["style_extent_m"] == pytest.approx(config.loss.style_extent, rel=0.01)

@@ -57,6 +57,21 @@ class Appearance:
 
 
 @dataclass
+class FaceLabels:
+    """A name per face: the regions a run may style differently (`--region NAME=STYLE`).
+
+    From the input's materials, a scan's semantic labels or a per-face label file
+    (inputs/regions.py); kept apart from `Appearance` because it names surfaces, not colours."""
+    names: tuple[str, ...]          # label names, indexed by `face`
+    face: np.ndarray                # (F,) int32 index into names; -1 = unlabelled
+    source: str                     # "materials", "scannet labels FILE" or "labels FILE"
+
+    def face_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.face[self.face >= 0], minlength=len(self.names))
+        return {name: int(count) for name, count in zip(self.names, counts)}
+
+
+@dataclass
 class Scene:
     name: str
     vertices: np.ndarray            # (V,3) float64, metres
@@ -68,6 +83,11 @@ class Scene:
     source: str = ""                # file or folder it came from, for messages and fingerprints
     unit_scale: float = 1.0         # metres per unit of the input's coordinates (--units)
     up_source: str = "built-in"     # how `up` was chosen: a file format's convention, the capture, --up
+    labels: FaceLabels | None = None  # per-face region names, when the input has any
+    # Each face's index among the faces as read from the input file, before degenerate faces were
+    # dropped (None: the same order and count): per-face label files count faces the input's way.
+    input_faces: np.ndarray | None = None
+    input_face_count: int = 0       # faces as read from the input file (0: len(faces))
 
     @property
     def bounds(self) -> np.ndarray:

@@ -8,6 +8,7 @@ from meshstyle.errors import InputError
 from meshstyle.geometry.frames import apply_scene_options
 from meshstyle.geometry.scene import Scene
 from meshstyle.inputs.meshes import MESH_SUFFIXES, load_mesh_file
+from meshstyle.inputs.regions import scannet_labels
 from meshstyle.inputs.scans import load_scan
 
 
@@ -25,7 +26,10 @@ def _load(source: str | Path, config: SceneConfig) -> Scene:
         scene.up_source = "capture"
         return scene
     if path.exists():
-        return load_mesh_file(path)
+        scene = load_mesh_file(path)
+        if path.name.endswith("_vh_clean_2.ply"):   # a ScanNet mesh given on its own
+            scene.labels = scannet_labels(path, scene) or scene.labels
+        return scene
     if isinstance(source, str) and path.suffix.lower() not in MESH_SUFFIXES:
         builtin = _builtin_scene(source)
         if builtin is not None:

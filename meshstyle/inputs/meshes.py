@@ -20,7 +20,7 @@ import numpy as np
 from meshstyle.errors import InputError
 from meshstyle.common.progress import warn
 from meshstyle.geometry.frames import GLTF_UP
-from meshstyle.geometry.scene import Appearance, Scene
+from meshstyle.geometry.scene import Appearance, FaceLabels, Scene
 from meshstyle.geometry.mesh import corner_cross
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
@@ -42,6 +42,7 @@ class _Part:
     vertex_colors: np.ndarray | None     # (V,3) float32
     uv: np.ndarray | None                # (V,2) float64, OBJ convention
     texture: np.ndarray | None           # (H,W,3) float32
+    material: str = ""                   # the material's name (OBJ usemtl / glTF material.name)
 
 
 def load_mesh_file(path: str | Path) -> Scene:
@@ -60,9 +61,11 @@ def load_mesh_file(path: str | Path) -> Scene:
         warn(f"{path}: texture '{texture_name}' not found; using the mesh's colours instead")
     parts = _read_parts(path)
     vertices, faces, appearance = _merge(parts)
-    vertices, faces, appearance = _clean(path, vertices, faces, appearance)
+    read_count = len(faces)
+    vertices, faces, appearance, kept = _clean(path, vertices, faces, appearance)
     scene = Scene(name=path.stem, vertices=vertices, faces=faces, appearance=appearance, up=file_up(path),
-                  source=str(path), up_source=f"{suffix} convention")
+                  source=str(path), up_source=f"{suffix} convention", labels=material_labels(parts, kept),
+                  input_faces=None if kept.all() else np.flatnonzero(kept), input_face_count=read_count)
     scene.kind = guess_kind(vertices, faces)
     return scene
 
@@ -197,7 +200,22 @@ def _part_of(mesh) -> _Part:
         vertex_colour = getattr(visual, "vertex_attributes", {}).get("color")
         if vertex_colour is not None and len(vertex_colour) == len(vertices):
             colours = _unit_rgb(vertex_colour)
-    return _Part(vertices=vertices, faces=faces, vertex_colors=colours, uv=uv, texture=texture)
+    material = getattr(getattr(visual, "material", None), "name", None)
+    return _Part(vertices=vertices, faces=faces, vertex_colors=colours, uv=uv, texture=texture,
+                 material=str(material) if material else "")
+
+
+def material_labels(parts: list[_Part], kept: np.ndarray) -> FaceLabels | None:
+    """Each kept face's material name, when the file names at least one material: the regions
+    `--region NAME=STYLE` can address in a multi-material OBJ/glTF. Parts without a name are
+    unlabelled (-1)."""
+    names = tuple(dict.fromkeys(part.material for part in parts if part.material))
+    if not names:
+        return None
+    index = {name: i for i, name in enumerate(names)}
+    face = np.concatenate([np.full(len(part.faces), index.get(part.material, -1), dtype=np.int32)
+                           for part in parts])
+    return FaceLabels(names=names, face=np.ascontiguousarray(face[kept]), source="materials")
 
 
 def _unit_rgb(colours: np.ndarray) -> np.ndarray:
@@ -261,8 +279,9 @@ def _merge(parts: list[_Part]) -> tuple[np.ndarray, np.ndarray, Appearance]:
 
 
 def _clean(path: Path, vertices: np.ndarray, faces: np.ndarray,
-           appearance: Appearance) -> tuple[np.ndarray, np.ndarray, Appearance]:
-    """Refuse broken geometry; quietly drop degenerate faces and unreferenced or duplicate vertices."""
+           appearance: Appearance) -> tuple[np.ndarray, np.ndarray, Appearance, np.ndarray]:
+    """Refuse broken geometry; quietly drop degenerate faces and unreferenced or duplicate vertices.
+    Also returns which of the faces as read were kept (per-face labels follow it)."""
     if faces.min() < 0 or faces.max() >= len(vertices):
         raise InputError(path, "has faces that refer to vertices it does not have")
     referenced = np.unique(faces)
@@ -291,7 +310,7 @@ def _clean(path: Path, vertices: np.ndarray, faces: np.ndarray,
     faces = remap[faces]
     if appearance.vertex_colors is not None:
         appearance.vertex_colors = np.ascontiguousarray(appearance.vertex_colors[kept], dtype=np.float32)
-    return np.ascontiguousarray(vertices[kept], dtype=np.float64), faces.astype(np.int64), appearance
+    return np.ascontiguousarray(vertices[kept], dtype=np.float64), faces.astype(np.int64), appearance, good
 
 
 def guess_kind(vertices: np.ndarray, faces: np.ndarray) -> str:

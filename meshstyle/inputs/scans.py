@@ -34,6 +34,7 @@ from meshstyle.geometry.camera import Camera, rescale_intrinsics
 from meshstyle.geometry.scene import Photo, Scene
 from meshstyle.inputs import nerf
 from meshstyle.inputs.meshes import MESH_SUFFIXES, load_mesh_file
+from meshstyle.inputs.regions import scannet_labels
 from meshstyle.inputs.up_axis import kind_from_cameras, level_with_floor, up_from_cameras
 
 # A stored rotation counts as rigid when R^T R is within this of I and det(R) within this of 1;
@@ -96,8 +97,12 @@ def load_scan(folder: str | Path, config: SceneConfig | None = None) -> Scene:
     subset = f" selected of {len(listing.frames)}" if len(frames) < len(listing.frames) else ""
     log(f"{folder}: {listing.layout} scan, {len(photos)} usable of {len(frames)}{subset} frames, "
         f"mesh {mesh_path.name}")
-    return dataclasses.replace(mesh_scene, name=folder.resolve().name, photos=photos, kind=kind,
-                               up=up, source=str(folder))
+    scene = dataclasses.replace(mesh_scene, name=folder.resolve().name, photos=photos, kind=kind,
+                                up=up, source=str(folder))
+    if listing.layout == "scannet":
+        # ScanNet's semantic annotation sits beside the mesh: its NYU40 classes become regions.
+        scene.labels = scannet_labels(mesh_path, scene) or scene.labels
+    return scene
 
 
 def read_listing(folder: Path, config: SceneConfig) -> ScanListing:

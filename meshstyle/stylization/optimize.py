@@ -37,7 +37,7 @@ from meshstyle.config import LossConfig, OptimConfig
 from meshstyle.common.distributed import LOCAL, RankLost, World, reduce_step
 from meshstyle.errors import InputError, Interrupted
 from meshstyle.common.io import atomic_path
-from meshstyle.stylization.losses import StyleTargets, content_loss, style_loss, tv_loss
+from meshstyle.stylization.losses import StyleTargets, content_loss, projection_key, style_loss, tv_loss
 from meshstyle.stylization.paint import nnfm_loss
 from meshstyle.stylization.patches import LevelPatch
 from meshstyle.common.progress import progress
@@ -78,6 +78,16 @@ class Objective:
     regularizer: float = 0.0          # weight of the Laplacian-layer penalty
     seams: SeamFill | None = None     # gutter texels re-read from across the seams at every lookup
     nnfm: dict[str, torch.Tensor] = field(default_factory=dict)   # layer -> (M,C) unit style features
+    # With --region: per region (LevelPatch.region), its own style targets and NNFM features; empty
+    # = every patch uses `style` / `nnfm`.
+    region_style: dict[int, StyleTargets] = field(default_factory=dict)
+    region_nnfm: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+    def style_of(self, region: int) -> StyleTargets:
+        return self.region_style.get(region, self.style)
+
+    def nnfm_of(self, region: int) -> dict[str, torch.Tensor]:
+        return self.region_nnfm.get(region, self.nnfm)
 
     def painted(self, texture: torch.Tensor) -> torch.Tensor:
         """The (3,H,W) texture the views see: its gutters refilled from across the seams, so
@@ -194,8 +204,9 @@ def layer_groups(texture: LaplacianTexture, optim: OptimConfig) -> list[dict[str
     Adam moves every parameter by about lr per step whatever its gradient, and one coarse texel
     spans 4^k fine ones: at the same rate the coarse layers paint large blotches of drifting colour
     (the rainbow look) before the fine layers have drawn any stroke."""
+    levels = getattr(texture, "layer_levels", range(len(texture.layers)))   # RegionTexture: a pyramid per region
     return [{"params": [layer], "lr_scale": optim.coarse_lr_scale ** level}
-            for level, layer in enumerate(texture.layers)]
+            for level, layer in zip(levels, texture.layers)]
 
 
 def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objective,
@@ -243,7 +254,7 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
                 chosen = world.share(views_for_step(step, len(views), views_per_step * world.size, seed),
                                      views_per_step)
                 terms = accumulate_gradients(texture, [views[i] for i in chosen], chosen, objective,
-                                             content_features, interrupt, world)
+                                             content_features, interrupt, world, step=projection_key(seed, step))
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 texture.clamp_()
@@ -301,7 +312,7 @@ def precompute_content(views: list[TrainView], objective: Objective) -> dict[tup
 
 def accumulate_gradients(texture: LaplacianTexture, views: list[TrainView], view_ids: list[int],
                          objective: Objective, content_features: dict[tuple[int, int], torch.Tensor],
-                         interrupt: "InterruptFlag", world: World = LOCAL) -> LossTerms:
+                         interrupt: "InterruptFlag", world: World = LOCAL, step: int = 0) -> LossTerms:
     """Back-propagate the step's loss into the texture's layers; returns the loss terms.
 
     The step's loss is the mean over its views. Each view's gradient is summed on its own, the
@@ -317,7 +328,8 @@ def accumulate_gradients(texture: LaplacianTexture, views: list[TrainView], view
         for index, target in enumerate(view.targets):
             if interrupt.requested and not world.enabled:   # ranks stop together, after the all_reduce
                 raise Interrupted(interrupt.signum or signal.SIGINT)
-            patch_terms = patch_loss(leaf, target, objective, content_features.get((view_id, index)))
+            patch_terms = patch_loss(leaf, target, objective, content_features.get((view_id, index)),
+                                     projection_key(step, view_id, index))
             scale = target.patch.share
             (scale * (patch_terms[0] + patch_terms[1])).backward()
             terms.style += scale * patch_terms[0].item()
@@ -359,34 +371,40 @@ def evaluate_views(image: torch.Tensor, views: list[TrainView], objective: Objec
     with torch.no_grad():
         for view_id, view in enumerate(views):
             for index, target in enumerate(view.targets):
-                style, content = patch_loss(image, target, objective, content_features.get((view_id, index)))
+                style, content = patch_loss(image, target, objective, content_features.get((view_id, index)),
+                                            projection_key(view_id, index))
                 terms.style += target.patch.share * style.item() / len(views)
                 terms.content += target.patch.share * content.item() / len(views)
     return terms
 
 
 def patch_loss(image: torch.Tensor, target: PatchTarget, objective: Objective,
-               content_features: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weighted style loss, weighted content loss) of one patch rendered from `image`."""
+               content_features: torch.Tensor | None, key: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted style loss, weighted content loss) of one patch rendered from `image`; `key` seeds
+    the random slices of the sliced Wasserstein loss."""
     patch = target.patch
-    return image_loss(render_patch(image, patch), patch.weight, objective, content_features, target.content_weight)
+    return image_loss(render_patch(image, patch), patch.weight, objective, content_features, target.content_weight,
+                      key, region=patch.region)
 
 
 def image_loss(rendered: torch.Tensor, weight: torch.Tensor | None, objective: Objective,
                content_features: torch.Tensor | None,
-               content_weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+               content_weight: torch.Tensor | None, key: int | None = None,
+               region: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(weighted style loss, weighted content loss) of one image (3,h,w): the loss of every 3-D patch
     and of the 2-D ceiling (scripts/bench_quality.py), so both optimise exactly the same objective.
 
-    `weight` (1,1,h,w) weighs the style statistics, `content_weight` the content error."""
+    `weight` (1,1,h,w) weighs the style statistics, `content_weight` the content error; `region`
+    picks the style targets (with --region)."""
     features = objective.vgg(rendered[None], objective.layers)
     style = rendered.new_zeros(())
     if objective.style_weight > 0:
-        style = objective.style_weight * style_loss(features, weight, objective.style, objective.layer_weights)
+        style = objective.style_weight * style_loss(features, weight, objective.style_of(region),
+                                                    objective.layer_weights, key)
     if objective.nnfm_weight > 0:
         search = getattr(objective.vgg, "compute_dtype", torch.float32)
         nnfm = sum(nnfm_loss(features[layer], targets, weight, search_dtype=search)
-                   for layer, targets in objective.nnfm.items())
+                   for layer, targets in objective.nnfm_of(region).items())
         style = style + objective.nnfm_weight / len(objective.nnfm) * nnfm
     content = rendered.new_zeros(())
     if objective.content_weight > 0 and content_features is not None:

@@ -60,10 +60,11 @@ class LevelPatch:
     footprint: torch.Tensor   # (h,w) crop of the level's texel footprint
     mask: torch.Tensor        # (h,w) bool crop of the level's coverage
     share: float = 1.0        # this patch's part of the view's style weight (patches sum to 1)
+    region: int = 0           # whose style targets it is compared with (stylization/regions.py)
 
     def to(self, device: str | torch.device) -> "LevelPatch":
         return LevelPatch(self.level, self.box, self.weight.to(device), self.uv.to(device),
-                          self.footprint.to(device), self.mask.to(device), self.share)
+                          self.footprint.to(device), self.mask.to(device), self.share, self.region)
 
     @property
     def pixels(self) -> int:
@@ -114,28 +115,51 @@ def reference_depth(pyramids: list[ViewPyramid], config: LossConfig) -> float:
     `config.reference_depth` > 0 fixes it in metres; otherwise it is the
     `reference_depth_quantile` of the covered depths of all views, so that share of the pixels is
     seen at the coarse level (or nearer) and the rest climbs the pyramid with distance.
+
+    With `config.style_extent` (strokes of one world size) that depth is put at the pyramid's
+    middle (in log-height) instead: pixels nearer than d_0 all fall to the coarsest level, where
+    strokes shrink with their depth, so a d_0 at the median left the near half of the surface with
+    strokes up to 1/s smaller; centred, the levels serve the depths on both sides of the median.
     """
     if config.reference_depth > 0:
         return float(config.reference_depth)
+    centre = 1.0
+    if config.style_extent > 0 and config.depth_aware and pyramids:
+        heights = pyramids[0].heights
+        centre = math.sqrt(heights[-1] / heights[0])
     depths = [p.levels[0].depth[p.levels[0].mask] for p in pyramids]
     depths = torch.cat([d.reshape(-1) for d in depths]) if depths else torch.zeros(0)
     if depths.numel() == 0:
         return 1.0
     # torch.quantile refuses very large inputs; a fixed stride keeps it exact enough and deterministic.
     stride = max(1, depths.numel() // 1_000_000)
-    return float(torch.quantile(depths[::stride].double(), config.reference_depth_quantile))
+    return float(torch.quantile(depths[::stride].double(), config.reference_depth_quantile)) / centre
 
 
-def split_by_depth(pyramid: ViewPyramid, config: LossConfig, reference: float) -> list[LevelPatch]:
+def split_by_depth(pyramid: ViewPyramid, config: LossConfig, reference: float,
+                   face_region: torch.Tensor | None = None, skip: frozenset[int] = frozenset()) -> list[LevelPatch]:
     """The patches of one view: per used level, crops around the pixels that belong to it.
-    The level geometry is the pyramid's own (its heights), not re-derived from the raster config."""
+    The level geometry is the pyramid's own (its heights), not re-derived from the raster config.
+
+    With `face_region` ((F,) region of each face), each region gets its own crops whose mask holds
+    only its pixels: the others are rendered as the neutral fill, so a region's statistics (and
+    gradient) come from its own pixels alone. Regions in `skip` (keep) get no patch."""
     levels = pyramid.levels if config.depth_aware else pyramid.levels[:1]
     base_height = pyramid.levels[0].height
     weights: list[torch.Tensor] = []
+    region_maps: list[torch.Tensor | None] = []
     for index, fragments in enumerate(levels):
         share = depth_weights(pyramid, index, reference, config.level_blend) \
             if config.depth_aware else fragments.mask.to(torch.float32)
-        weights.append(share * angle_weight(fragments, config))
+        weight = share * angle_weight(fragments, config)
+        region_map = None
+        if face_region is not None:
+            region_map = torch.where(fragments.mask, face_region[fragments.face_id.clamp_min(0)],
+                                     torch.full_like(fragments.face_id, -1))
+            for region in skip:
+                weight = weight * (region_map != region)
+        weights.append(weight)
+        region_maps.append(region_map)
     # Compare levels in coarsest-level pixel units: a level-k pixel is (h_0/h_k)^2 of one.
     area = [float(w.sum()) * (base_height / f.height) ** 2 for w, f in zip(weights, levels)]
     total = sum(area)
@@ -146,24 +170,37 @@ def split_by_depth(pyramid: ViewPyramid, config: LossConfig, reference: float) -
         if area[index] < config.min_level_share * total:
             continue
         pixel_area = (base_height / fragments.height) ** 2
-        for crop in active_boxes(weight > 0, config.patch_margin, config.min_patch_size):
-            y0, y1, x0, x1 = crop.box
-            # Weight only the crop's own pixels: margins overlapping a neighbour's core are context.
-            own = torch.zeros_like(weight)
-            own[crop.core[0]:crop.core[1], crop.core[2]:crop.core[3]] = 1.0
-            crop_weight = (weight * own)[y0:y1, x0:x1]
-            patches.append(LevelPatch(
-                level=index, box=crop.box,
-                weight=crop_weight.contiguous()[None, None],
-                uv=fragments.uv[y0:y1, x0:x1].contiguous(),
-                footprint=fragments.footprint[y0:y1, x0:x1].contiguous(),
-                mask=fragments.mask[y0:y1, x0:x1].contiguous(),
-                share=float(crop_weight.sum()) * pixel_area))
+        region_map = region_maps[index]
+        for region, region_weight, covered in _by_region(weight, fragments.mask, region_map):
+            for crop in active_boxes(region_weight > 0, config.patch_margin, config.min_patch_size):
+                y0, y1, x0, x1 = crop.box
+                # Weight only the crop's own pixels: margins overlapping a neighbour's core are context.
+                own = torch.zeros_like(region_weight)
+                own[crop.core[0]:crop.core[1], crop.core[2]:crop.core[3]] = 1.0
+                crop_weight = (region_weight * own)[y0:y1, x0:x1]
+                patches.append(LevelPatch(
+                    level=index, box=crop.box,
+                    weight=crop_weight.contiguous()[None, None],
+                    uv=fragments.uv[y0:y1, x0:x1].contiguous(),
+                    footprint=fragments.footprint[y0:y1, x0:x1].contiguous(),
+                    mask=covered[y0:y1, x0:x1].contiguous(),
+                    share=float(crop_weight.sum()) * pixel_area, region=region))
     # Skipped levels drop out, so the kept patches share the view's weight among themselves.
     kept = sum(patch.share for patch in patches)
     for patch in patches:
         patch.share /= kept
     return patches
+
+
+def _by_region(weight: torch.Tensor, mask: torch.Tensor, region_map: torch.Tensor | None):
+    """(region, its weight, its covered pixels) per region with weight in the level; one entry,
+    region 0 with everything, without regions."""
+    if region_map is None:
+        yield 0, weight, mask
+        return
+    for region in torch.unique(region_map[weight > 0]).tolist():
+        inside = region_map == region
+        yield int(region), weight * inside, mask & inside
 
 
 @dataclass(frozen=True)
