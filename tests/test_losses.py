@@ -98,7 +98,7 @@ def test_sliced_wasserstein_matches_the_whole_distribution_not_only_its_moments(
     targets = StyleTargets("swd", (1.0,), points={"relu1_1": style_points})
     gram_targets = StyleTargets("gram", (1.0,), gram={"relu1_1": style_points.T @ style_points / len(style_points)})
     assert float(style_loss({"relu1_1": features.detach()}, None, gram_targets, {"relu1_1": 1.0})) < 1e-3
-    start = float(style_loss({"relu1_1": features}, None, targets, {"relu1_1": 1.0}, projection_key=1))
+    start = float(style_loss({"relu1_1": features.detach()}, None, targets, {"relu1_1": 1.0}, projection_key=1))
     assert start > 0.05
     optimizer = torch.optim.Adam([features], lr=0.05)
     for step in range(200):
