@@ -52,6 +52,7 @@ from meshstyle.evaluate.features import CONTENT_LAYER, FeatureCache  # noqa: E40
 from meshstyle.evaluate.metrics import evaluate  # noqa: E402
 from meshstyle.evaluate.rendering import RenderedView, Renderer  # noqa: E402
 from meshstyle.evaluate.style import style_metrics  # noqa: E402
+from meshstyle.outputs.render import write_column_sheet  # noqa: E402
 from meshstyle.outputs.run_folder import load_result  # noqa: E402
 from meshstyle.pipeline import nnfm_targets, texture_sample  # noqa: E402
 from meshstyle.stylization.losses import style_targets  # noqa: E402
@@ -285,8 +286,6 @@ def write_ceiling_sheet(path: Path, loaded, images: list[RenderedView]) -> None:
 def write_strength_sheet(path: Path, runs: list[Path], strengths: list[float], height: int = 200,
                          views: int = 2) -> None:
     """One row per held-out view: the original colours, then the result at each style strength."""
-    from PIL import Image, ImageDraw
-
     first = load_result(runs[0])
     cameras = [camera.scaled(height) for camera in (first.holdout or first.cameras)[:views]]
     columns = [("original", Renderer(first.original).render(cameras, first.original.texture, desc="sheet"))]
@@ -294,20 +293,7 @@ def write_strength_sheet(path: Path, runs: list[Path], strengths: list[float], h
         loaded = load_result(run)
         columns.append((f"style_strength {value:g}", Renderer(loaded.mesh).render(cameras, loaded.mesh.texture,
                                                                                    desc="sheet")))
-    gap, label = 6, 18
-    width = cameras[0].width
-    sheet = Image.new("RGB", (len(columns) * (width + gap) + gap, label + len(cameras) * (height + gap) + gap), "white")
-    draw = ImageDraw.Draw(sheet)
-    for column, (title, rendered) in enumerate(columns):
-        x = gap + column * (width + gap)
-        draw.text((x, 3), title, fill="black")
-        for row, view in enumerate(rendered):
-            tile = Image.fromarray((np.clip(view.image, 0, 1) * 255).round().astype(np.uint8))
-            sheet.paste(tile, (x, label + gap + row * (height + gap)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    sheet.save(tmp, quality=85)
-    tmp.replace(path)
+    write_column_sheet(path, [(title, [view.image for view in rendered]) for title, rendered in columns])
 
 
 def speed(args: argparse.Namespace) -> list[dict]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from meshstyle.common.io import write_image
 from meshstyle.evaluate.rendering import Renderer
+from meshstyle.outputs.render import write_column_sheet
 from meshstyle.outputs.run_folder import load_result
 
 
@@ -64,29 +65,14 @@ def main() -> None:
         print(" ".join(command), flush=True)
         subprocess.run(command, check=True, env=dict(os.environ))
 
-    from PIL import Image, ImageDraw
 
     loaded = load_result(run)
     cameras = [camera.scaled(args.height) for camera in (loaded.holdout + loaded.cameras)[:args.rows]]
     columns = [("original", Renderer(loaded.original).render(cameras, loaded.original.texture, desc="sheet")),
                ("stylized: " + ", ".join(f"{n}={Path(s).stem}" for n, s in regions) + ", rest=strokes",
                 Renderer(loaded.mesh).render(cameras, loaded.mesh.texture, desc="sheet"))]
-    gap, label = 6, 18
-    width = cameras[0].width
-    sheet = Image.new("RGB", (len(columns) * (width + gap) + gap,
-                              label + len(cameras) * (args.height + gap) + gap), "white")
-    draw = ImageDraw.Draw(sheet)
-    for column, (title, rendered) in enumerate(columns):
-        x = gap + column * (width + gap)
-        draw.text((x, 3), title, fill="black")
-        for row, view in enumerate(rendered):
-            tile = Image.fromarray((np.clip(view.image, 0, 1) * 255).round().astype(np.uint8))
-            sheet.paste(tile, (x, label + gap + row * (args.height + gap)))
     sheet_path = Path(args.sheet)
-    sheet_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = sheet_path.with_name(sheet_path.stem + ".tmp" + sheet_path.suffix)
-    sheet.save(tmp, quality=85)
-    tmp.replace(sheet_path)
+    write_column_sheet(sheet_path, [(title, [view.image for view in rendered]) for title, rendered in columns])
     print(f"wrote {sheet_path}")
 
 

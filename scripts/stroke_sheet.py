@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -23,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from meshstyle.evaluate.metrics import evaluate  # noqa: E402
 from meshstyle.evaluate.rendering import Renderer  # noqa: E402
 from meshstyle.options import parse_length  # noqa: E402
+from meshstyle.outputs.render import write_column_sheet  # noqa: E402
 from meshstyle.outputs.run_folder import load_result  # noqa: E402
 
 
@@ -59,7 +59,6 @@ def main() -> int:
 
 
 def write_sheet(path: Path, runs: list[tuple[float, Path]], rows: int, height: int, measure: bool) -> None:
-    from PIL import Image, ImageDraw
 
     first = load_result(runs[0][1])
     cameras = [camera.scaled(height) for camera in (first.holdout or first.cameras)[:rows]]
@@ -76,20 +75,7 @@ def write_sheet(path: Path, runs: list[tuple[float, Path]], rows: int, height: i
                 print(f"extent {extent:g} m: eval circles radius_median_m {radius:.4f} "
                       f"({radius / (extent / 20):.2f} x extent/20, {int(circles['count'])} discs)")
         columns.append((title, Renderer(loaded.mesh).render(cameras, loaded.mesh.texture, desc="sheet")))
-    gap, label = 6, 18
-    width = cameras[0].width
-    sheet = Image.new("RGB", (len(columns) * (width + gap) + gap, label + len(cameras) * (height + gap) + gap), "white")
-    draw = ImageDraw.Draw(sheet)
-    for column, (title, rendered) in enumerate(columns):
-        x = gap + column * (width + gap)
-        draw.text((x, 3), title, fill="black")
-        for row, view in enumerate(rendered):
-            tile = Image.fromarray((np.clip(view.image, 0, 1) * 255).round().astype(np.uint8))
-            sheet.paste(tile, (x, label + gap + row * (height + gap)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    sheet.save(tmp, quality=85)
-    tmp.replace(path)
+    write_column_sheet(path, [(title, [view.image for view in rendered]) for title, rendered in columns])
 
 
 if __name__ == "__main__":

@@ -465,6 +465,27 @@ def contact_sheet(style_image: np.ndarray, pairs: Sequence[tuple[np.ndarray, np.
     return np.asarray(sheet, dtype=np.float32) / 255.0
 
 
+def write_column_sheet(path: str | Path, columns: Sequence[tuple[str, Sequence[np.ndarray]]],
+                       *, gap: int = 6, label: int = 18, quality: int = 85) -> None:
+    """A comparison sheet: one titled column per setting, the same views down every column.
+
+    `columns` holds (title, [(H,W,3) float images in [0,1]]); all images share one size. Written
+    atomically, so a sheet is either the new one or the old one (scripts' before/after sheets)."""
+    from PIL import Image, ImageDraw
+
+    height, width = columns[0][1][0].shape[:2]
+    rows = max(len(images) for _, images in columns)
+    sheet = Image.new("RGB", (len(columns) * (width + gap) + gap, label + rows * (height + gap) + gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    for column, (title, images) in enumerate(columns):
+        x = gap + column * (width + gap)
+        draw.text((x, 3), title, fill="black")
+        for row, image in enumerate(images):
+            sheet.paste(Image.fromarray(to_uint8(image)), (x, label + gap + row * (height + gap)))
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, quality=quality)
+
+
 def _write_view(out_dir: Path, index: int, frame: np.ndarray) -> Path:
     path = out_dir / f"{index:04d}.png"
     write_image(path, frame)
