@@ -16,10 +16,16 @@ For every (scene, style, setting) the script
    (`coverage.painted_share` where eval has it, else `coverage.seen_share`);
 3. computes the 2-D ceiling: each held-out view, rendered with the texture the optimisation starts
    from (the palette step included), is stylized as a plain 2-D image with the same VGG, the same
-   loss (`optimize.image_loss`, with the run's config) and the same content target (the original
-   texture seen from that view, through the palette map), one view at a time, Adam for
-   `--ceiling-steps` steps, no 3-D constraint; the results are scored with the same metrics on the
-   same pixels;
+   loss and the same content target (the original texture seen from that view, through the palette
+   map), one view at a time, Adam for `--ceiling-steps` steps, no 3-D constraint; the results are
+   scored with the same metrics on the same pixels. "The same loss" is the run's whole loss
+   (`--ceiling patches`, the default): the view is split into the run's depth levels and
+   view-angle weights exactly as a training view is (`pipeline.train_view`), and the free pixels
+   live at the finest level's size, each coarser level being their antialiased downsampling; so
+   far surfaces get strokes of the same world size as in 3-D. `--ceiling flat` is the earlier,
+   cheaper ceiling: one image at the scored size with the loss on all of it (no depth levels, no
+   angle weights), which paints every stroke at one pixel size and so is a different objective
+   whenever the run is depth-aware;
 4. prints a table: style and content distance, both also relative to the ceiling (style/ceiling
    should be <= 1.25, content/ceiling <= 1), seam ratio, painted share, wall time, peak memory.
 
@@ -38,9 +44,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,18 +60,19 @@ from meshstyle.evaluate.features import CONTENT_LAYER, FeatureCache  # noqa: E40
 from meshstyle.evaluate.metrics import evaluate  # noqa: E402
 from meshstyle.evaluate.rendering import RenderedView, Renderer  # noqa: E402
 from meshstyle.evaluate.style import style_metrics  # noqa: E402
-from meshstyle.outputs.render import write_column_sheet  # noqa: E402
 from meshstyle.outputs.run_folder import load_result  # noqa: E402
-from meshstyle.pipeline import nnfm_targets, texture_sample  # noqa: E402
-from meshstyle.stylization.losses import style_targets  # noqa: E402
-from meshstyle.stylization.optimize import NEUTRAL_FILL, Objective, image_loss  # noqa: E402
+from meshstyle.outputs.render import render_fragments, write_column_sheet  # noqa: E402
+from meshstyle.pipeline import nnfm_targets, pyramid_heights, texture_sample, train_view  # noqa: E402
+from meshstyle.raster.rasterizer import view_pyramids  # noqa: E402
+from meshstyle.stylization.losses import projection_key, style_targets  # noqa: E402
+from meshstyle.stylization.optimize import NEUTRAL_FILL, Objective, TrainView, image_loss  # noqa: E402
 from meshstyle.stylization.paint import ColorTransform, palette_transform  # noqa: E402
 from meshstyle.stylization.vgg import load_vgg  # noqa: E402
 
 SCENES = {"demo-room": "demo-room", "redkitchen": "/work/shared/scans/redkitchen"}
 STYLES = ("starry_night", "great_wave")
 STYLE_DIR_CANDIDATES = (ROOT.parent / "shared" / "styles", Path("/work/shared/styles"))
-COLUMNS = ("scene", "style", "setting", "style_swd", "ceiling_swd", "style_x", "content", "ceiling_content",
+COLUMNS = ("scene", "style", "setting", "ceiling", "style_swd", "ceiling_swd", "style_x", "content", "ceiling_content",
            "content_x", "seam_x", "painted", "wall_s", "peak_gb")
 STYLE_BOUND, CONTENT_BOUND = 1.25, 1.0
 
@@ -131,31 +140,29 @@ def meshstyle_command() -> list[str]:
 # --------------------------------------------------------------------------------------------
 # 2-D ceiling
 
-def ceiling_key(config: dict, style: np.ndarray, camera, texture: np.ndarray, steps: int) -> str:
+def ceiling_key(config: dict, style: np.ndarray, camera, texture: np.ndarray, steps: int,
+                mode: str = "flat", depth_reference: float = 0.0) -> str:
     keys = {"loss": config["loss"], "precision": config["optim"]["precision"], "steps": steps,
             "camera": camera.to_dict()}
+    if mode != "flat":   # flat keys stay as they were, so earlier cached ceilings still hit
+        keys.update(mode=mode, raster=config["raster"], depth_reference=round(depth_reference, 6))
     digest = hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode())
     digest.update(np.ascontiguousarray(style, dtype=np.float32).tobytes())
     digest.update(np.ascontiguousarray(texture[::7, ::7], dtype=np.float32).tobytes())
     return digest.hexdigest()[:20]
 
 
-def stylize_2d(content: torch.Tensor, start: torch.Tensor, mask: torch.Tensor, objective: Objective,
-               steps: int, lr: float, lr_decay: float) -> tuple[torch.Tensor, list[float]]:
-    """One view stylized as a plain image: Adam on its pixels, the 3-D run's loss, no 3-D constraint."""
-    weight = mask.to(torch.float32)[None, None]
-    layer = objective.loss.content_layer
-    with torch.no_grad():
-        target = objective.vgg(content[None], (layer,))[layer] if objective.content_weight > 0 else None
+def adam_on_pixels(start: torch.Tensor, loss: Callable[[torch.Tensor, int], torch.Tensor], steps: int, lr: float,
+                   lr_decay: float) -> tuple[torch.Tensor, list[float]]:
+    """Adam on an image's pixels with the run's learning-rate schedule, clamped to [0,1] after each
+    step; `loss(pixels, step)` is the objective. Returns the pixels and the loss per step."""
     pixels = start.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([pixels], lr=lr)
     history = []
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = lr * lr_decay ** (step / max(1, steps - 1))
-        image = torch.where(mask[None], pixels, pixels.new_full((), NEUTRAL_FILL))
-        style, content_term = image_loss(image, weight, objective, target, weight, key=step)
-        total = style + content_term
+        total = loss(pixels, step)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -165,9 +172,80 @@ def stylize_2d(content: torch.Tensor, start: torch.Tensor, mask: torch.Tensor, o
     return pixels.detach(), history
 
 
+def stylize_2d(content: torch.Tensor, start: torch.Tensor, mask: torch.Tensor, objective: Objective,
+               steps: int, lr: float, lr_decay: float) -> tuple[torch.Tensor, list[float]]:
+    """One view stylized as a plain image (the flat ceiling): the loss on the whole image at one size."""
+    weight = mask.to(torch.float32)[None, None]
+    layer = objective.loss.content_layer
+    with torch.no_grad():
+        target = objective.vgg(content[None], (layer,))[layer] if objective.content_weight > 0 else None
+
+    def loss(pixels: torch.Tensor, step: int) -> torch.Tensor:
+        image = torch.where(mask[None], pixels, pixels.new_full((), NEUTRAL_FILL))
+        style, content_term = image_loss(image, weight, objective, target, weight, key=step)
+        return style + content_term
+
+    return adam_on_pixels(start, loss, steps, lr, lr_decay)
+
+
+def resized(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(3,h,w) -> (3,*size), antialiased when shrinking: what a mip-mapped lookup of a finer image gives."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+def stylize_2d_patches(start: torch.Tensor, view: TrainView, level_sizes: list[tuple[int, int]],
+                       objective: Objective, steps: int, lr: float, lr_decay: float
+                       ) -> tuple[torch.Tensor, list[float]]:
+    """One view stylized as a plain image under the 3-D run's whole loss (the patch ceiling): the
+    pixels live at the finest level's size, each depth-split patch reads its level's downsampling of
+    them, and the patches' losses are weighted by their shares as `optimize.accumulate_gradients`
+    weighs them."""
+    layer = objective.loss.content_layer
+    with torch.no_grad():
+        content = [objective.vgg(target.content_image[None], (layer,))[layer]
+                   if target.content_image is not None and objective.content_weight > 0 else None
+                   for target in view.targets]
+
+    def loss(pixels: torch.Tensor, step: int) -> torch.Tensor:
+        levels = {level: resized(pixels, level_sizes[level]) for level in {t.patch.level for t in view.targets}}
+        total = pixels.new_zeros(())
+        for index, (target, features) in enumerate(zip(view.targets, content)):
+            patch = target.patch
+            y0, y1, x0, x1 = patch.box
+            crop = levels[patch.level][:, y0:y1, x0:x1]
+            image = torch.where(patch.mask[None], crop, crop.new_full((), NEUTRAL_FILL))
+            style, content_term = image_loss(image, patch.weight, objective, features, target.content_weight,
+                                             key=projection_key(step, 0, index), region=patch.region)
+            total = total + patch.share * (style + content_term)
+        return total
+
+    return adam_on_pixels(start, loss, steps, lr, lr_decay)
+
+
+def ceiling_objective(style_image: np.ndarray, config: StylizeConfig, device: str = "cpu") -> Objective:
+    """The run's loss (VGG, style targets of the style image as the run used it, NNFM targets)."""
+    vgg = load_vgg(device=device)
+    style_chw = torch.from_numpy(np.ascontiguousarray(style_image, dtype=np.float32)).permute(2, 0, 1).to(device)
+    targets = style_targets(vgg, style_chw, config.loss.style_layers, config.loss.style_scales, config.loss.statistic)
+    return Objective(vgg=vgg, style=targets, loss=config.loss, nnfm=nnfm_targets(vgg, style_chw, config))
+
+
+def patch_problem(rasterizer, camera, config: StylizeConfig, depth_reference: float, start_texture: torch.Tensor
+                  ) -> tuple[TrainView, torch.Tensor, list[tuple[int, int]]]:
+    """One held-out view as the run would train on it (depth-split, angle-weighted patches with the
+    start texture as content), the start texture seen at its finest level, and its levels' sizes."""
+    pyramid = view_pyramids(rasterizer, [camera], pyramid_heights(config))[0]
+    train = train_view(pyramid, start_texture, None, "mesh", config, depth_reference)
+    first = render_fragments(start_texture, pyramid.levels[-1])
+    return train, first, [(level.height, level.width) for level in pyramid.levels]
+
+
 def ceiling(loaded, config: StylizeConfig, config_dict: dict, steps: int, cache_dir: Path,
-            features: FeatureCache, device: str = "cpu") -> dict[str, float]:
-    """Style and content distance of the held-out views stylized one by one as 2-D images."""
+            features: FeatureCache, device: str = "cpu", mode: str = "patches") -> dict[str, float]:
+    """Style and content distance of the held-out views stylized one by one as 2-D images
+    (`mode`: "patches", the run's whole depth-split loss, or "flat", module docstring)."""
     cameras = loaded.holdout or loaded.cameras
     original = loaded.original
     palette = ColorTransform.identity()
@@ -178,34 +256,38 @@ def ceiling(loaded, config: StylizeConfig, config_dict: dict, steps: int, cache_
         palette = palette_transform(sample, style_chw, used, strength=min(1.0, config.loss.style_strength))
     renderer = Renderer(original)
     targets = renderer.render(cameras, original.texture, desc="ceiling targets")
+    depth_reference = float(loaded.run.info.get("reference_depth_m", 0.0) or 0.0)
+    if mode == "patches" and depth_reference <= 0:
+        raise SystemExit(f"{loaded.path / 'run.json'}: no info.reference_depth_m, which the patch ceiling needs")
+    start_texture = palette(original_chw)
     objective = None
     results: list[RenderedView] = []
-    convergence = []
     for view in targets:
         mask = view.fragments.mask
-        key = ceiling_key(config_dict, loaded.style_image, view.camera, original.texture, steps)
+        key = ceiling_key(config_dict, loaded.style_image, view.camera, original.texture, steps, mode, depth_reference)
         path = cache_dir / f"{key}.npy"
         if path.is_file():
             image = np.load(path)
         else:
             if objective is None:
-                vgg = load_vgg(device=device)
-                style_image = torch.from_numpy(np.ascontiguousarray(loaded.style_image, dtype=np.float32)).permute(2, 0, 1)
-                style_image = style_image.to(device)
-                targets_style = style_targets(vgg, style_image, config.loss.style_layers, config.loss.style_scales,
-                                              config.loss.statistic)
-                objective = Objective(vgg=vgg, style=targets_style, loss=config.loss,
-                                      nnfm=nnfm_targets(vgg, style_image, config))
-            content = palette(torch.from_numpy(view.image).permute(2, 0, 1).contiguous()).to(device)
+                objective = ceiling_objective(loaded.style_image, config, device)
             started = time.perf_counter()
-            result, history = stylize_2d(content, content, mask.to(device), objective, steps, config.optim.lr,
-                                         config.optim.lr_decay)
+            if mode == "patches":
+                train, first, sizes = patch_problem(renderer.rasterizer, view.camera, config, depth_reference,
+                                                    start_texture)
+                result, history = stylize_2d_patches(first.to(device), train.to(device), sizes, objective, steps,
+                                                     config.optim.lr, config.optim.lr_decay)
+                result = resized(result, (view.camera.height, view.camera.width))
+            else:
+                content = palette(torch.from_numpy(view.image).permute(2, 0, 1).contiguous()).to(device)
+                result, history = stylize_2d(content, content, mask.to(device), objective, steps, config.optim.lr,
+                                             config.optim.lr_decay)
             result = result.cpu()
             quarter = max(1, steps // 4)
             change = (np.mean(history[-quarter * 2:-quarter]) - np.mean(history[-quarter:])) / max(1e-12, history[0])
-            print(f"  ceiling view {len(results) + 1}/{len(targets)}: loss {history[0]:.3g} -> {history[-1]:.3g} "
-                  f"(last quarter changed {change:.1%} of the start), {time.perf_counter() - started:.0f} s",
-                  flush=True)
+            print(f"  ceiling view {len(results) + 1}/{len(targets)} ({mode}): loss {history[0]:.3g} -> "
+                  f"{history[-1]:.3g} (last quarter changed {change:.1%} of the start), "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
             image = result.permute(1, 2, 0).numpy()
             image = np.where(mask.numpy()[..., None], image, 1.0).astype(np.float32)
             cache_dir.mkdir(parents=True, exist_ok=True)
@@ -249,12 +331,13 @@ def bench_one(scene: str, style: str, label: str, overrides: list[str], args: ar
     cache = Path(os.environ.get("MESHSTYLE_CACHE", Path.home() / ".cache" / "meshstyle")) / "bench_quality"
     top = {"swd": float("nan"), "content": float("nan")}
     if with_ceiling:
-        top = ceiling(loaded, config, loaded.run.config, args.ceiling_steps, cache, features, args.device)
+        top = ceiling(loaded, config, loaded.run.config, args.ceiling_steps, cache, features, args.device,
+                      args.ceiling)
         write_ceiling_sheet(out / "ceiling_sheet.png", loaded, top.pop("ceiling_images"))
     coverage = report.get("coverage", {})
     seams = report.get("seams", {})
     row = {
-        "scene": scene, "style": style, "setting": label,
+        "scene": scene, "style": style, "setting": label, "ceiling": f"{args.ceiling}/{args.ceiling_steps}" if with_ceiling else "-",
         "style_swd": report["style"].get("swd", float("nan")),
         "ceiling_swd": top["swd"],
         "content": report["content"].get("feature_distance", float("nan")),
@@ -357,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="defaults", help="name of this setting in the table")
     parser.add_argument("--quick", action="store_true", help="the 3-D runs use `demo --quick`'s settings")
     parser.add_argument("--ceiling-steps", type=int, default=300)
+    parser.add_argument("--ceiling", choices=("patches", "flat"), default="patches",
+                        help="2-D ceiling objective: the run's depth-split loss (patches) or one flat image (flat)")
     parser.add_argument("--views", type=int, default=4, help="held-out views scored (and stylized in 2-D)")
     parser.add_argument("--eval-height", type=int, default=0,
                         help="height of the scored views (default: the run's raster.image_height)")
@@ -417,8 +502,8 @@ def tables_from_json(args: argparse.Namespace) -> int:
     for path in args.from_json:
         data = json.loads(Path(path).read_text())
         # JSON has no NaN: write_json stored missing figures (no ceiling, re-scored runs) as null.
-        rows += [{key: float("nan") if value is None else value for key, value in row.items()}
-                 for row in data["quality"]]
+        rows += [{"ceiling": "flat/?", **{key: float("nan") if value is None else value for key, value in row.items()}}
+                 for row in data["quality"]]   # rows from before the patch ceiling had the flat one
         speed_rows += data["speed"]
         commands.append(data.get("command", "?"))
     print(table(rows, markdown=False))

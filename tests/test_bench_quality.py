@@ -5,6 +5,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,3 +49,42 @@ def test_bench_table_formats_rows_as_the_markdown_file_does(tmp_path):
     text = bench.table([row], markdown=True)
     assert text.splitlines()[0] == "| " + " | ".join(bench.COLUMNS) + " |"
     assert text.splitlines()[2].startswith("| demo-room | starry_night | defaults | 1.5 |")
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A real, tiny run of demo-room with a held-out view and a 2-level depth pyramid."""
+    from reliability_tools import run_cli
+
+    out = tmp_path_factory.mktemp("bench") / "run"
+    done = run_cli("stylize", "demo-room", "--style", "strokes", "--iters", "2", "--views", "2", "--out", out,
+                   "--texture-size", "128", "--image-height", "40", "--set", "cameras.holdout=1",
+                   "--set", "raster.levels=2", "--set", "loss.style_size=64", "--set", "loss.style_scales=1.0",
+                   timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def test_patch_ceiling_optimises_the_runs_own_loss(small_run):
+    """The 2-D ceiling's objective is the 3-D run's: at the start image it equals the run's loss of
+    that view on the start texture (up to resampling), and the ceiling lowers it."""
+    from meshstyle.evaluate.rendering import Renderer
+    from meshstyle.outputs.run_folder import load_result
+    from meshstyle.stylization.optimize import evaluate_views
+
+    bench = bench_module()
+    loaded = load_result(small_run)
+    config = bench.config_of(loaded.run.config, small_run / "run.json")
+    camera = loaded.holdout[0]
+    start = torch.from_numpy(np.ascontiguousarray(loaded.original.texture, dtype=np.float32)).permute(2, 0, 1)
+    depth_reference = loaded.run.info["reference_depth_m"]
+    train, first, sizes = bench.patch_problem(Renderer(loaded.original).rasterizer, camera, config,
+                                              depth_reference, start)
+    assert len(sizes) == 2 and sizes[0][0] == config.raster.image_height
+    assert {target.patch.level for target in train.targets} == {0, 1}, "the view should span both depth levels"
+    objective = bench.ceiling_objective(loaded.style_image, config)
+    in_3d = evaluate_views(start, [train], objective).total
+    result, history = bench.stylize_2d_patches(first, train, sizes, objective, steps=25, lr=0.05, lr_decay=0.5)
+    assert history[0] == pytest.approx(in_3d, rel=0.1)
+    assert history[-1] < 0.6 * history[0]
+    assert result.shape == first.shape and float(result.min()) >= 0.0 and float(result.max()) <= 1.0
