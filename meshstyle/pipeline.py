@@ -292,9 +292,12 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
             palette, initial_tensor = region_palettes(plan, regions, region_images, style_image, initial_tensor,
                                                       atlas.uv, config)
         elif config.loss.palette and not config.loss.preserve_color:
-            # A blend's palette is its first style's: the others add texture, not the colour scheme.
+            # A blend's palette is the blend's: the colour moments of all its styles' pixels pooled
+            # with the style weights, as its Grams are (with the first style's alone, a 50/50 blend
+            # started in the first style's colours and ended barely between the single-style runs).
             sample, used = texture_sample(initial_tensor, atlas.uv)
-            palette = palette_transform(sample, style_image, used, strength=min(1.0, config.loss.style_strength))
+            palette = palette_transform(sample, style_images, used, strength=min(1.0, config.loss.style_strength),
+                                        target_weights=weights)
             initial_tensor = palette(initial_tensor)
         start = np.ascontiguousarray(initial_tensor.permute(1, 2, 0).numpy(), dtype=np.float32)
         per_style = [style_targets(vgg, image.to(device), config.loss.style_layers, config.loss.style_scales,

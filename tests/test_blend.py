@@ -33,3 +33,20 @@ def test_style_weights_must_match_the_styles(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and "3 weights for 2 styles" in done.stderr
     assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_blend_palette_pools_the_styles_colours():
+    from meshstyle.stylization.paint import palette_transform, pooled_moments
+
+    red = torch.zeros(3, 4, 4)
+    red[0] = 1.0
+    blue = torch.zeros(3, 8, 8)
+    blue[2] = 1.0
+    mean, covariance = pooled_moments([red, blue], [0.75, 0.25])   # weights, not pixel counts
+    assert torch.allclose(mean, torch.tensor([0.75, 0.0, 0.25], dtype=mean.dtype))
+    assert covariance[0, 0].item() == pytest.approx(0.75 * 0.25)
+    assert covariance[0, 2].item() == pytest.approx(-0.75 * 0.25)
+    # A flat grey texture moves to the blend's mean colour, not to the first style's.
+    grey = torch.full((3, 4, 4), 0.5)
+    painted = palette_transform(grey, [red, blue], target_weights=[0.75, 0.25])(grey)
+    assert torch.allclose(painted.mean((1, 2)), torch.tensor([0.75, 0.0, 0.25]), atol=1e-4)

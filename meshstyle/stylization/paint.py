@@ -22,6 +22,8 @@ colours back. Skipped with colour preservation, where the style is recoloured in
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 from dataclasses import dataclass
 
 import torch
@@ -97,8 +99,9 @@ class ColorTransform:
         return cls(torch.eye(3), torch.zeros(3))
 
 
-def palette_transform(source: torch.Tensor, target: torch.Tensor, source_mask: torch.Tensor | None = None,
-                      strength: float = 1.0) -> ColorTransform:
+def palette_transform(source: torch.Tensor, target: torch.Tensor | Sequence[torch.Tensor],
+                      source_mask: torch.Tensor | None = None, strength: float = 1.0,
+                      target_weights: Sequence[float] | None = None) -> ColorTransform:
     """The affine colour map giving `source` (3,H,W) the colour mean and covariance of `target` (3,H',W').
 
     x' = C_t^(1/2) C_s^(-1/2) (x - mu_s) + mu_t (symmetric square roots, as Gatys et al.'s colour
@@ -106,19 +109,36 @@ def palette_transform(source: torch.Tensor, target: torch.Tensor, source_mask: t
     not its empty space). The source's spread is floored at MIN_CONTENT_STD per axis, so a nearly
     flat texture is moved to the palette's mean instead of having its noise blown up. `strength` in
     [0,1] blends the map with the identity (0 = no change).
+
+    Several targets (a style blend) with `target_weights` give the moments of their pooled pixels,
+    each image weighing its share: the colour scheme of the blend, like its pooled Grams.
     """
     source_pixels = source.reshape(3, -1).double()
     if source_mask is not None:
         source_pixels = source_pixels[:, source_mask.reshape(-1).to(source.device)]
-    target_pixels = target.reshape(3, -1).double()
     source_mean, source_cov = _moments(source_pixels)
-    target_mean, target_cov = _moments(target_pixels)
+    target_mean, target_cov = pooled_moments([target] if isinstance(target, torch.Tensor) else list(target),
+                                             target_weights)
     matrix = _power(target_cov, 0.5, 1e-8) @ _power(source_cov, -0.5, MIN_CONTENT_STD ** 2)
     offset = target_mean - matrix @ source_mean
     strength = float(min(max(strength, 0.0), 1.0))
     matrix = strength * matrix + (1 - strength) * torch.eye(3, dtype=matrix.dtype)
     offset = strength * offset
     return ColorTransform(matrix.float(), offset.float())
+
+
+def pooled_moments(images: Sequence[torch.Tensor], weights: Sequence[float] | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, covariance) of the pixels of several images (3,H,W) pooled, image i weighing
+    weights[i] (normalised; default equal) whatever its pixel count."""
+    weights = [1.0] * len(images) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(images) or sum(weights) <= 0:
+        raise ValueError(f"need one weight >= 0 per image, got {weights} for {len(images)}")
+    shares = [w / sum(weights) for w in weights]
+    moments = [_moments(image.reshape(3, -1).double()) for image in images]
+    mean = sum(share * m for share, (m, _) in zip(shares, moments))
+    second = sum(share * (c + torch.outer(m, m)) for share, (m, c) in zip(shares, moments))
+    return mean, second - torch.outer(mean, mean)
 
 
 def _moments(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
