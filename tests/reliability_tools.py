@@ -46,13 +46,21 @@ def no_temp_files(folder: Path) -> list[Path]:
     return [path for path in Path(folder).rglob(".*.tmp*")]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class LiveRun:
     """A `meshstyle` process whose stderr (progress bars included) is collected as it comes."""
 
     def __init__(self, *args: str, cache: Path | None = None, **options):
+        # A shell's background job (`make test &`, nohup) starts with SIGINT ignored, which Python
+        # then keeps, so Ctrl-C would never reach the run: the child gets the default disposition,
+        # as a user's terminal gives it.
         self.process = subprocess.Popen([sys.executable, "-m", "meshstyle", *map(str, args)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        env=cli_env(cache, quiet=False), **options)
+                                        env=cli_env(cache, quiet=False),
+                                        preexec_fn=_default_sigint, **options)
         self.stderr = b""
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -38,7 +38,9 @@ def test_bench_markdown_has_the_bench_columns_and_rows():
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert len(cells) == len(bench.COLUMNS)
         assert cells[0] in ("demo-room", "redkitchen") or cells[0]
-        for value in cells[3:]:
+        mode, steps = cells[3].split("/")        # which 2-D ceiling, and its steps
+        assert mode in ("patches", "flat") and (steps == "?" or int(steps) > 0)
+        for value in cells[4:]:
             float(value)   # every figure is a number the bench printed
 
 

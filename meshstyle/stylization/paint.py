@@ -22,9 +22,8 @@ colours back. Skipped with colour preservation, where the style is recoloured in
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
