@@ -324,7 +324,10 @@ def bench_one(scene: str, style: str, label: str, overrides: list[str], args: ar
     # Score at the optimiser's scale: a scan's photo cameras are 480 px high, where one 2-D ceiling
     # step costs ~10x one at 192 px; both the 3-D result and the ceiling see the same scaled views.
     height = args.eval_height or config.raster.image_height
-    loaded.holdout = [camera.scaled(height) for camera in loaded.holdout[:args.views]]
+    # --score-training: the training views instead, each against its own ceiling, which tells
+    # generalisation to new viewpoints apart from what the shared texture itself loses.
+    scored = loaded.cameras if args.score_training else loaded.holdout
+    loaded.holdout = [camera.scaled(height) for camera in scored[:args.views]]
     features = FeatureCache(("relu1_1", "relu2_1", "relu3_1", "relu4_1", CONTENT_LAYER))
     report = evaluate(loaded.mesh, original=loaded.original, cameras=loaded.cameras, holdout=loaded.holdout or None,
                       style_image=loaded.style_image, metrics=("style", "content", "seams", "coverage"))
@@ -448,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strengths", type=float, nargs="+", help="also run these loss.style_strength values "
                         "on the first scene and style (rows strength-X)")
     parser.add_argument("--no-ceiling", action="store_true", help="score the 3-D runs only (ceiling columns nan)")
+    parser.add_argument("--score-training", action="store_true",
+                        help="score the first --views training views instead of held-out ones (a diagnosis)")
     parser.add_argument("--reuse", action="store_true", help="score existing run folders instead of re-running")
     parser.add_argument("--only-strengths", action="store_true", help="skip the main rows, run only --strengths")
     parser.add_argument("--strength-sheet", help="JPEG: original | each strength, for two held-out views")
