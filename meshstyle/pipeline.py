@@ -398,7 +398,8 @@ def region_palettes(plan: RegionPlan, regions: TexelRegions, images: dict[int, t
         region_used = masks[index] if used is None else masks[index] & used
         if not bool(region_used.any()):
             continue
-        # The rest region takes the main style's palette (a blend's first style, as without regions).
+        # The rest region takes the main style's palette: with a blend, its first style's only
+        # (without regions a blend's palette pools all its styles; see prepare).
         image = images[index] if images[index] is not None else main_image
         palettes[index] = palette_transform(sample, image, region_used, strength=min(1.0, config.loss.style_strength))
         start = torch.where(owner[None] == index, palettes[index](initial), start)

@@ -7,19 +7,27 @@ circle measure on a fronto-parallel plane 1.5 m away seen 480 px high, as eval s
     STAT=gram .venv/bin/python scripts/stroke_size_2d.py SIDE STEPS LR [LAYERS] [SEED]
     .venv/bin/python scripts/stroke_size_2d.py 166 400 0.05      # extent 2 m, 400 steps
 """
-import sys, time
-import numpy as np, torch
+import os
+import sys
+import tempfile
+import time
+
+import imageio.v3 as iio
+import numpy as np
+import torch
 import torch.nn.functional as F
+
 from meshstyle.config import LossConfig
 from meshstyle.evaluate.circles import find_circles, red_mask
 from meshstyle.evaluate.rendering import RenderedView
 from meshstyle.geometry.camera import Camera, intrinsics_from_fov, look_at
-from meshstyle.raster.fragments import Fragments
 from meshstyle.inputs.styles import load_style
-from meshstyle.stylization.vgg import load_vgg
+from meshstyle.raster.fragments import Fragments
 from meshstyle.stylization.losses import style_targets
 from meshstyle.stylization.optimize import Objective, image_loss
+from meshstyle.stylization.vgg import load_vgg
 
+STAT = os.environ.get("STAT", "gram")
 DEPTH = 1.5
 H, W = 144, 192
 
@@ -59,8 +67,6 @@ style = load_style("circles", side)
 tiled = np.tile(style, (2, 2, 1))[:H, :W]
 measure(tiled, "style itself tiled")
 vgg = load_vgg()
-import os
-STAT = os.environ.get("STAT", "gram")
 loss = LossConfig(statistic=STAT, style_only=True, style_scales=(1.0,), style_layers=layers, style_layer_weights=(1.0,) * len(layers))
 targets = style_targets(vgg, torch.from_numpy(style).permute(2, 0, 1).contiguous(), layers, (1.0,), STAT)
 obj = Objective(vgg=vgg, style=targets, loss=loss)
@@ -81,8 +87,6 @@ for step in range(steps):
         if step and (step % 100 == 0 or step == steps - 1):
             measure(pixels.detach().permute(1, 2, 0).numpy(), f"  2-D synthesis at step {step}")
 out = pixels.detach().permute(1, 2, 0).numpy()
-import imageio.v3 as iio
-import tempfile
 path = f"{tempfile.gettempdir()}/stroke_size_2d_{STAT}_{side}_{steps}_{seed}.png"
 print("wrote", path)
 iio.imwrite(path, (out * 255).astype(np.uint8))
