@@ -289,8 +289,8 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
         palette: ColorTransform | dict[int, ColorTransform] = ColorTransform.identity()
         if plan is not None:
             region_images = region_style_images(plan, config, focal, depth_reference, initial_tensor)
-            palette, initial_tensor = region_palettes(plan, regions, region_images, style_image, initial_tensor,
-                                                      atlas.uv, config)
+            palette, initial_tensor = region_palettes(plan, regions, region_images, style_images, initial_tensor,
+                                                      atlas.uv, config, weights)
         elif config.loss.palette and not config.loss.preserve_color:
             # A blend's palette is the blend's: the colour moments of all its styles' pixels pooled
             # with the style weights, as its Grams are (with the first style's alone, a 50/50 blend
@@ -382,11 +382,12 @@ def region_style_images(plan: RegionPlan, config: StylizeConfig, focal: float,
 
 
 def region_palettes(plan: RegionPlan, regions: TexelRegions, images: dict[int, torch.Tensor | None],
-                    main_image: torch.Tensor, initial: torch.Tensor, uv: np.ndarray, config: StylizeConfig,
-                    ) -> tuple[dict[int, ColorTransform], torch.Tensor]:
+                    main_images: list[torch.Tensor], initial: torch.Tensor, uv: np.ndarray, config: StylizeConfig,
+                    main_weights: list[float] | None = None) -> tuple[dict[int, ColorTransform], torch.Tensor]:
     """The palette step per region: each region's texels get its own style's colour mean and
-    covariance, measured on its own texels only (keep regions: unchanged). Returns the colour maps
-    (for the photos' content crops) and the start texture."""
+    covariance, measured on its own texels only (keep regions: unchanged); the rest region gets the
+    main style's, pooled over a blend's styles with `main_weights` as without regions. Returns the
+    colour maps (for the photos' content crops) and the start texture."""
     palettes = {index: ColorTransform.identity() for index in plan.painted}
     if not config.loss.palette or config.loss.preserve_color:
         return palettes, initial
@@ -398,10 +399,10 @@ def region_palettes(plan: RegionPlan, regions: TexelRegions, images: dict[int, t
         region_used = masks[index] if used is None else masks[index] & used
         if not bool(region_used.any()):
             continue
-        # The rest region takes the main style's palette: with a blend, its first style's only
-        # (without regions a blend's palette pools all its styles; see prepare).
-        image = images[index] if images[index] is not None else main_image
-        palettes[index] = palette_transform(sample, image, region_used, strength=min(1.0, config.loss.style_strength))
+        own = images[index] is not None
+        palettes[index] = palette_transform(sample, images[index] if own else main_images, region_used,
+                                            strength=min(1.0, config.loss.style_strength),
+                                            target_weights=None if own else main_weights)
         start = torch.where(owner[None] == index, palettes[index](initial), start)
     return palettes, start
 

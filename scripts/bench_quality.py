@@ -142,7 +142,9 @@ def meshstyle_command() -> list[str]:
 
 def ceiling_key(config: dict, style: np.ndarray, camera, texture: np.ndarray, steps: int,
                 mode: str = "flat", depth_reference: float = 0.0) -> str:
-    keys = {"loss": config["loss"], "precision": config["optim"]["precision"], "steps": steps,
+    # The ceiling's content is always the mesh's own colours (`patch_problem`), so the run's
+    # content target does not change it; "auto" keeps the keys cached before this rule.
+    keys = {"loss": dict(config["loss"], content_target="auto"), "precision": config["optim"]["precision"], "steps": steps,
             "camera": camera.to_dict()}
     if mode != "flat":   # flat keys stay as they were, so earlier cached ceilings still hit
         keys.update(mode=mode, raster=config["raster"], depth_reference=round(depth_reference, 6))

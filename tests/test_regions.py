@@ -128,6 +128,29 @@ def test_each_region_gets_its_own_palette_and_keep_stays_exact(tmp_path):
     assert all(r["source"] == "materials" for r in record)
 
 
+def test_rest_region_of_a_blend_starts_in_the_blends_pooled_palette(tmp_path):
+    """With --region, the faces no region names take the main style; when that is a blend, its
+    palette step pools the blend's colours (as without regions), not the first style's alone."""
+    from meshstyle.pipeline import prepare
+
+    yellow = write_style(tmp_path / "yellow.png", (0.9, 0.85, 0.1), 3)
+    blue = write_style(tmp_path / "blue.png", (0.1, 0.3, 0.9), 2)
+    red = write_style(tmp_path / "red.png", (0.85, 0.15, 0.1), 1)
+    config = tiny_config()
+    config.regions.styles = (f"red_box={red}",)
+    scene = load_scene(write_boxes(tmp_path))
+    prepared = prepare(scene, [str(yellow), str(blue)], config)
+    face_id, _ = rasterize_atlas(prepared.atlas.uv, prepared.start.shape[0])
+    label = np.where(face_id >= 0, scene.labels.face[face_id.clip(0)], -1)
+    rest = (label >= 0) & (label != scene.labels.names.index("red_box"))
+    blend_mean = 0.5 * (iio.imread(yellow)[..., :3].reshape(-1, 3).mean(0) + iio.imread(blue)[..., :3].reshape(-1, 3).mean(0)) / 255
+    rest_mean = prepared.start[rest].mean(axis=0)
+    # The first style alone would put the rest at yellow (0.9, 0.85, 0.1): 0.5 away in red and blue.
+    assert np.abs(rest_mean - blend_mean).max() < 0.05, (rest_mean, blend_mean)
+    red_mean = prepared.start[label == scene.labels.names.index("red_box")].mean(axis=0)
+    assert np.abs(red_mean - np.array([0.85, 0.15, 0.1])).max() < 0.05, red_mean
+
+
 def _find_regions(document):
     """run.json's regions list wherever the run record puts it."""
     if isinstance(document, dict):
