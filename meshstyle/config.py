@@ -115,7 +115,7 @@ class OptimConfig:
     iters: int = ranged(140, 1, 1_000_000)         # optimisation steps (140: demo < 3 min, a 200k-triangle scan < 5 min on 2 cores)
     lr: float = ranged(0.02, 0.0, above=True)      # Adam learning rate at the start
     lr_decay: float = ranged(0.1, 0.0, above=True)   # final lr = lr * lr_decay (exponential)
-    views_per_step: int = ranged(1, 1, 4096)       # views whose losses are summed in one step
+    views_per_step: int = ranged(0, 1, 4096, also=(0,))   # views whose losses are summed in one step (0 = auto: 1 on a CPU, 4 on a GPU)
     coarse_lr_scale: float = ranged(0.5, 0.0, above=True)   # learning-rate factor per coarser Laplacian layer (1 = plain Adam)
     checkpoint_every_s: float = ranged(120.0, 0.0, above=True)   # seconds between checkpoints
     precision: Precision = "auto"      # VGG convolutions: auto (bfloat16 where the CPU has native BF16) | float32 | bfloat16

@@ -30,7 +30,8 @@ from meshstyle.stylization.losses import blend_targets, match_colors, style_targ
 from meshstyle.outputs.monitor import RunObserver, RunStart, step_hook
 from meshstyle.stylization.paint import ColorTransform, normalized_style_features, palette_transform
 from meshstyle.stylization.optimize import (NEUTRAL_FILL, Objective, PatchTarget, TrainView, evaluate_views,
-                                            load_checkpoint, optimize, render_patch, steps_per_second)
+                                            load_checkpoint, optimize, render_patch, resolve_views_per_step,
+                                            steps_per_second)
 from meshstyle.stylization.patches import LevelPatch, reference_depth, split_by_depth
 from meshstyle.common.progress import log, progress
 from meshstyle.outputs.provenance import style_record
@@ -131,7 +132,7 @@ def stylize(scene: Scene | None, style: str | Path | np.ndarray, config: Stylize
         check_fingerprints(resume_state, prepared.fingerprints, checkpoint_path)
     timings = prepared.timings
     device = torch.device(config.device)
-    optim = distributed.scale_schedule(config.optim, world.size)
+    optim = distributed.scale_schedule(resolve_views_per_step(config.optim, device), world.size)
     for observer in observers:
         observer.started(run_start(scene, prepared, config, out_dir, resume_state))
     with stage("optimise", timings):
@@ -146,6 +147,7 @@ def stylize(scene: Scene | None, style: str | Path | np.ndarray, config: Stylize
     info["style_source"] = style_record(style)
     info["steps"] = len(outcome.history)
     info["steps_per_s"] = steps_per_second(outcome.history[len(outcome.history) - outcome.steps_run:])
+    info["views_per_step"] = max(1, min(optim.views_per_step, len(prepared.views)))   # per rank; auto resolved
     if device.type == "cuda":
         # What a user sizes a card by: the allocator's high-water mark over loading, rasterizing and optimising.
         info["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30

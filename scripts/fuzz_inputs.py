@@ -276,7 +276,7 @@ def catalogue() -> list[Case]:
                   ["--set", "cameras.min_coverage=2"], ["--set", "optim.precision=float8"],
                   ["--set", "loss.style_size=1"], ["--set", "no.such.key=1"], ["--set", "optim.iters"],
                   ["--set", "loss.depth_aware=maybe"], ["--set", "loss.style_scales=0"],
-                  ["--set", "loss.content_target=video"], ["--set", "optim.views_per_step=0"]]
+                  ["--set", "loss.content_target=video"], ["--set", "optim.views_per_step=-1"]]
     for values in bad_values:
         cases.append(Case(f"config {' '.join(values)}", "config",
                           lambda d, v=values: ["stylize", "demo-object", "--style", "circles", "--out", d / "out", *v]))

@@ -17,7 +17,7 @@ BAD_VALUES = {
     "optim.iters": "0",
     "optim.lr": "nan",
     "optim.lr_decay": "0",
-    "optim.views_per_step": "0",
+    "optim.views_per_step": "-1",
     "optim.precision": "fp8",
     "texture.size": "8",
     "texture.pyramid_levels": "0",

@@ -58,6 +58,8 @@ def test_run_json_records_the_config_actually_used(run_folder):
     assert all(np.isfinite(step["total"]) for step in run["history"])
     assert {"atlas", "cameras", "raster", "optimise"} <= set(run["timings"])
     assert run["inputs"]["mesh_fingerprint"] and run["inputs"]["style_fingerprint"]
+    # views_per_step = 0 (auto) is recorded as what it became: one view per step on a CPU.
+    assert run["config"]["optim"]["views_per_step"] == 0 and run["info"]["views_per_step"] == 1
 
 
 def test_glb_reimports_with_its_texture_and_pbr_material(run_folder):

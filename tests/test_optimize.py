@@ -7,7 +7,8 @@ import torch
 from meshstyle import scenes
 from meshstyle.config import StylizeConfig
 from meshstyle.errors import InputError
-from meshstyle.stylization.optimize import learning_rate, load_checkpoint, optimize, views_for_step
+from meshstyle.stylization.optimize import (GPU_VIEWS_PER_STEP, learning_rate, load_checkpoint, optimize,
+                                            resolve_views_per_step, views_for_step)
 from meshstyle.pipeline import prepare
 from meshstyle.stylization.texture import LaplacianTexture
 
@@ -107,3 +108,14 @@ def test_schedule_visits_every_view_each_epoch_and_lr_decays():
     assert rates[0] == pytest.approx(optim.lr)
     assert rates[-1] == pytest.approx(optim.lr * optim.lr_decay)
     assert all(a > b for a, b in zip(rates, rates[1:]))
+
+
+def test_auto_views_per_step_is_one_on_cpu_and_more_on_a_gpu():
+    optim = StylizeConfig().optim
+    assert optim.views_per_step == 0   # the default is auto
+    assert resolve_views_per_step(optim, "cpu").views_per_step == 1
+    # torch.device("cuda") needs no GPU to exist, so the GPU branch is checked here too.
+    assert resolve_views_per_step(optim, "cuda:0").views_per_step == GPU_VIEWS_PER_STEP > 1
+    assert optim.views_per_step == 0   # resolving copies, the user's config is untouched
+    optim.views_per_step = 3
+    assert resolve_views_per_step(optim, "cuda").views_per_step == 3   # an explicit value wins

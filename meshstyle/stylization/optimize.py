@@ -20,6 +20,7 @@ checkpoint never holds a half-applied step.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import math
 import pickle
@@ -190,6 +191,24 @@ def views_for_step(step: int, n_views: int, views_per_step: int, seed: int) -> l
         order = np.random.default_rng([seed, epoch]).permutation(n_views)
         chosen.append(int(order[position]))
     return chosen
+
+
+GPU_VIEWS_PER_STEP = 4   # views per step on a GPU with views_per_step = 0 (auto)
+
+
+def resolve_views_per_step(optim: OptimConfig, device: str | torch.device) -> OptimConfig:
+    """The settings with `views_per_step = 0` (auto) made concrete for `device`.
+
+    Summing several views' gradients before Adam normalises them lets each view's strokes cancel
+    where the views disagree, so a step moves the texture where they agree: at the same steps,
+    2 views per step painted more style at the same content (README, "Quality benchmark"). It costs
+    a VGG pass per view, which two CPU cores cannot afford within the run's time budget and a GPU
+    can, so auto means 1 on a CPU and GPU_VIEWS_PER_STEP elsewhere."""
+    if optim.views_per_step > 0:
+        return optim
+    resolved = copy.copy(optim)
+    resolved.views_per_step = 1 if torch.device(device).type == "cpu" else GPU_VIEWS_PER_STEP
+    return resolved
 
 
 def learning_rate(step: int, optim: OptimConfig) -> float:
