@@ -144,8 +144,8 @@ def ceiling_key(config: dict, style: np.ndarray, camera, texture: np.ndarray, st
                 mode: str = "flat", depth_reference: float = 0.0) -> str:
     # The ceiling's content is always the mesh's own colours (`patch_problem`), so the run's
     # content target does not change it; "auto" keeps the keys cached before this rule.
-    keys = {"loss": dict(config["loss"], content_target="auto"), "precision": config["optim"]["precision"], "steps": steps,
-            "camera": camera.to_dict()}
+    keys = {"loss": dict(config["loss"], content_target="auto"), "precision": config["optim"]["precision"],
+            "steps": steps, "camera": camera.to_dict()}
     if mode != "flat":   # flat keys stay as they were, so earlier cached ceilings still hit
         keys.update(mode=mode, raster=config["raster"], depth_reference=round(depth_reference, 6))
     digest = hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode())

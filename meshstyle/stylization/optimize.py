@@ -255,7 +255,9 @@ def optimize(texture: LaplacianTexture, views: list[TrainView], objective: Objec
             raise InputError(checkpoint_path or "checkpoint",
                              "damaged checkpoint: a loss history entry is not a step record") from None
     content_features = precompute_content(views, objective)
-    views_per_step = max(1, min(optim.views_per_step, len(views)))   # per rank
+    # Library callers may pass views_per_step = 0 (auto) unresolved; stylize passes it resolved.
+    wanted = resolve_views_per_step(optim, texture.layers[0].device).views_per_step
+    views_per_step = max(1, min(wanted, len(views)))   # per rank
     schedule = {"views_per_step": views_per_step * world.size, "iters": optim.iters}
     if resume is not None:
         check_schedule(resume, schedule, checkpoint_path)
