@@ -49,6 +49,12 @@ def env() -> dict[str, str]:
     return {**os.environ, "MESHSTYLE_QUIET": "1", "OMP_NUM_THREADS": "1"}
 
 
+def both_ends(stderr: str) -> str:
+    """A failed job's stderr for the assertion message: the start too, where a rank that died
+    first printed its own error, not only torchrun's summary at the end."""
+    return stderr if len(stderr) <= 6000 else stderr[:3000] + "\n[...]\n" + stderr[-3000:]
+
+
 def torchrun_args(folder: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
             "--no-python", "bash", "-c", PER_RANK, "rank", str(folder), sys.executable, "-m", "meshstyle", *args]
@@ -83,7 +89,7 @@ def config(tmp_path_factory) -> Path:
 def two_rank_run(tmp_path_factory, config) -> Path:
     folder = tmp_path_factory.mktemp("two_ranks")
     done = torchrun(folder, *stylize_args(config))
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, both_ends(done.stderr)
     return folder
 
 
@@ -91,7 +97,7 @@ def test_two_ranks_reproduce_one_process_with_twice_the_views(two_rank_run, conf
     single = subprocess.run([sys.executable, "-m", "meshstyle", *stylize_args(config), "--iters", str(STEPS),
                              "--set", "optim.views_per_step=2"],
                             cwd=tmp_path, capture_output=True, text=True, env=env(), timeout=300)
-    assert single.returncode == 0, single.stderr[-3000:]
+    assert single.returncode == 0, both_ends(single.stderr)
     parallel = two_rank_run / "rank0" / "out"
     run = json.loads((parallel / "run.json").read_text())
     assert run["info"]["distributed"] == {"world_size": 2, "backend": "gloo", "steps": STEPS, "views_per_step": 2}
@@ -160,13 +166,13 @@ def test_killed_rank_stops_job_with_checkpoint_and_resume_finishes_the_same(two_
             os.killpg(job.pid, signal.SIGKILL)
             job.wait()
     assert job.returncode != 0
-    assert "another rank of this job stopped" in stderr and "--resume" in stderr, stderr[-3000:]
+    assert "another rank of this job stopped" in stderr and "--resume" in stderr, both_ends(stderr)
     stopped_at = _checkpoint_step(checkpoint)
     assert 2 <= stopped_at < STEPS
     assert not (tmp_path / "rank0" / "out" / "run.json").exists()
 
     resumed = torchrun(tmp_path, *args, "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, both_ends(resumed.stderr)
     run = json.loads((tmp_path / "rank0" / "out" / "run.json").read_text())
     assert len(run["history"]) == STEPS
     reference = final_texture(two_rank_run / "rank0" / "out")
@@ -189,7 +195,7 @@ def test_batch_two_scenes_two_styles_over_two_ranks(tmp_path, config):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "meshstyle", "batch", str(jobs)]
     first = subprocess.run(command, capture_output=True, text=True, env=run_env, timeout=300)
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.returncode == 0, both_ends(first.stderr)
     names = ["demo-room__circles", "demo-room__noise", "ball__circles", "ball__noise"]
     for name in names:
         for file in ("run.json", "stylized.glb", "texture.png", "checkpoint.pt"):
@@ -200,7 +206,7 @@ def test_batch_two_scenes_two_styles_over_two_ranks(tmp_path, config):
     written = {name: (tmp_path / "runs" / name / "run.json").stat().st_mtime_ns for name in names}
 
     again = subprocess.run(command, capture_output=True, text=True, env=run_env, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode == 0, both_ends(again.stderr)
     assert "4 skipped" in again.stdout
     assert {name: (tmp_path / "runs" / name / "run.json").stat().st_mtime_ns for name in names} == written
 
@@ -209,7 +215,7 @@ def test_batch_two_scenes_two_styles_over_two_ranks(tmp_path, config):
     (tmp_path / "runs" / "ball__noise" / "run.json").unlink()
     single = subprocess.run([sys.executable, "-m", "meshstyle", "batch", str(jobs)], capture_output=True,
                             text=True, env=run_env, timeout=300)
-    assert single.returncode == 0, single.stderr[-3000:]
+    assert single.returncode == 0, both_ends(single.stderr)
     assert "1 resumed, 3 skipped" in single.stdout
     assert (tmp_path / "runs" / "ball__noise" / "texture.png").read_bytes() == texture
 
@@ -284,7 +290,7 @@ def test_ranks_share_one_run_folder_and_a_second_job_into_it_is_refused(config, 
                               text=True, env={**env(), "MESHSTYLE_CACHE": str(tmp_path / "cache")}, timeout=300)
 
     first = job("--iters", "2")
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.returncode == 0, both_ends(first.stderr)
     out = tmp_path / "out"
     assert (out / "run.json").is_file() and not (out / LOCK_NAME).exists()
     finished = (out / "run.json").read_bytes()
