@@ -147,14 +147,14 @@ def stylize(scene: Scene | None, style: str | Path | np.ndarray, config: Stylize
     info["style_source"] = style_record(style)
     info["steps"] = len(outcome.history)
     info["steps_per_s"] = steps_per_second(outcome.history[len(outcome.history) - outcome.steps_run:])
-    info["views_per_step"] = max(1, min(optim.views_per_step, len(prepared.views)))   # per rank; auto resolved
+    info["views_per_step"] = max(1, min(optim.views_per_step, len(prepared.views)))   # per rank, auto resolved
     if device.type == "cuda":
         # What a user sizes a card by: the allocator's high-water mark over loading, rasterizing and optimising.
         info["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         info["gpu"] = torch.cuda.get_device_name(device)
     if world.enabled:
         info["distributed"] = {**world.info(), "steps": optim.iters,
-                               "views_per_step": max(1, min(optim.views_per_step, len(prepared.views))) * world.size}
+                               "views_per_step": info["views_per_step"] * world.size}
 
     def holdout_losses() -> dict[str, Any]:
         # Style loss on views never trained on: how well the style carries over to new viewpoints.

@@ -143,7 +143,7 @@ def test_rest_region_of_a_blend_starts_in_the_blends_pooled_palette(tmp_path):
     face_id, _ = rasterize_atlas(prepared.atlas.uv, prepared.start.shape[0])
     label = np.where(face_id >= 0, scene.labels.face[face_id.clip(0)], -1)
     rest = (label >= 0) & (label != scene.labels.names.index("red_box"))
-    blend_mean = 0.5 * (iio.imread(yellow)[..., :3].reshape(-1, 3).mean(0) + iio.imread(blue)[..., :3].reshape(-1, 3).mean(0)) / 255
+    blend_mean = np.mean([iio.imread(path)[..., :3].reshape(-1, 3).mean(0) / 255 for path in (yellow, blue)], axis=0)
     rest_mean = prepared.start[rest].mean(axis=0)
     # The first style alone would put the rest at yellow (0.9, 0.85, 0.1): 0.5 away in red and blue.
     assert np.abs(rest_mean - blend_mean).max() < 0.05, (rest_mean, blend_mean)
