@@ -142,7 +142,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bool, evaluate: bool,
                  snapshot_every: int | None = None, view: tuple[str, int] | None = None) -> int:
-    from meshstyle.common.distributed import current
+    from meshstyle.common.distributed import current, run_on_main
     from meshstyle.common.progress import log
     from meshstyle.outputs.monitor import LiveView, SnapshotWriter
     from meshstyle.outputs.run_files import clear_run_folder
@@ -169,9 +169,12 @@ def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bo
             saved = (f"{out}/checkpoint.pt holds the last completed step: rerun the same torchrun command with --resume"
                      if (out / "checkpoint.pt").is_file() else "no checkpoint was written")
             raise RankLost(f"rank {world.rank} of {world.size}: {error}; {saved}") from None
+        # Every rank waits for the run folder, so that the ranks leave together and a failed save
+        # fails them all. (A rank leaving while rank 0 still saved is the likeliest cause of the
+        # rare gloo abort at exit seen in CI: SIGABRT, and torchrun then stops rank 0 too.)
+        run_on_main(current(), lambda: result.save(out, overwrite=overwrite), share_result=False)
         if not current().is_main:
             return EXIT_OK
-        result.save(out, overwrite=overwrite)
         log(f"wrote {out}/ (stylized.glb, stylized.obj, texture.png, views/, contact_sheet.png, run.json)")
         if viewer is not None and sys.stdin is not None and sys.stdin.isatty():
             # At a terminal the user is watching: keep the finished room on screen until Ctrl-C.
