@@ -137,11 +137,14 @@ def _lost(exc: BaseException) -> RankLost:
     return RankLost(f"another rank of this job stopped ({_short(exc)})")
 
 
-def shutdown() -> None:
-    """Leave the process group at exit (nccl warns when a group is never destroyed)."""
+def shutdown() -> bool:
+    """Leave the process group at exit (nccl warns when a group is never destroyed); True when
+    this process had joined one."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         with contextlib.suppress(Exception):
             torch.distributed.destroy_process_group()
+        return True
+    return False
 
 
 @contextlib.contextmanager
