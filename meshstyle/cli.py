@@ -169,9 +169,8 @@ def _run_stylize(scene, style, config, out: Path, *, resume: bool, overwrite: bo
             saved = (f"{out}/checkpoint.pt holds the last completed step: rerun the same torchrun command with --resume"
                      if (out / "checkpoint.pt").is_file() else "no checkpoint was written")
             raise RankLost(f"rank {world.rank} of {world.size}: {error}; {saved}") from None
-        # Every rank waits for the run folder, so that the ranks leave together and a failed save
-        # fails them all. (A rank leaving while rank 0 still saved is the likeliest cause of the
-        # rare gloo abort at exit seen in CI: SIGABRT, and torchrun then stops rank 0 too.)
+        # Every rank waits for the run folder: a failed save fails them all, and torchrun's job
+        # ends only once its outputs exist.
         run_on_main(current(), lambda: result.save(out, overwrite=overwrite), share_result=False)
         if not current().is_main:
             return EXIT_OK
