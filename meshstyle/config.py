@@ -89,6 +89,8 @@ class LossConfig:
     statistic: Statistic = "gram"      # style statistic matched (--loss)
     style_only: bool = False           # texture synthesis: no content loss
     content_target: ContentTarget = "auto"   # what views should still resemble (auto: a scan's photos, else the mesh)
+    layout_weight: float = ranged(1.0, 0.0)        # colour layout: large colour regions stay where the content target has them (README)
+    layout_blur: float = ranged(8.0, 0.0, above=True)   # sigma (pixels of a depth level) of the Gaussian that averages layout colours
     tv_weight: float = ranged(0.0, 0.0)            # total-variation penalty on the texture (smooths speckle)
     preserve_color: bool = False       # recolour the style image to the scene's colours first (no palette step)
     style_strength: float = ranged(1.0, 0.0)       # scales the style terms and the palette step: ~0.3 tinted, 1 painted, 3 repainted
@@ -113,7 +115,7 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     iters: int = ranged(140, 1, 1_000_000)         # optimisation steps (140: demo < 3 min, a 200k-triangle scan < 5 min on 2 cores)
-    lr: float = ranged(0.02, 0.0, above=True)      # Adam learning rate at the start
+    lr: float = ranged(0.01, 0.0, above=True)      # Adam learning rate at the start (0.01 with the colour layout: README)
     lr_decay: float = ranged(0.1, 0.0, above=True)   # final lr = lr * lr_decay (exponential)
     views_per_step: int = ranged(0, 1, 4096, also=(0,))   # views whose losses are summed in one step (0 = auto: 1 on a CPU, 4 on a GPU)
     coarse_lr_scale: float = ranged(0.5, 0.0, above=True)   # learning-rate factor per coarser Laplacian layer (1 = plain Adam)
@@ -170,6 +172,7 @@ FLAG_KEYS = {
     "content_weight": "loss.content_weight",
     "preserve_color": "loss.preserve_color",
     "tv_weight": "loss.tv_weight",
+    "layout_weight": "loss.layout_weight",
     "loss": "loss.statistic",
     "style_only": "loss.style_only",
     "content_target": "loss.content_target",

@@ -144,7 +144,11 @@ def ceiling_key(config: dict, style: np.ndarray, camera, texture: np.ndarray, st
                 mode: str = "flat", depth_reference: float = 0.0) -> str:
     # The ceiling's content is always the mesh's own colours (`patch_problem`), so the run's
     # content target does not change it; "auto" keeps the keys cached before this rule.
-    keys = {"loss": dict(config["loss"], content_target="auto"), "precision": config["optim"]["precision"],
+    loss = dict(config["loss"], content_target="auto")
+    if not loss.get("layout_weight"):   # keys cached before the colour-layout term still hit while it is off
+        loss.pop("layout_weight", None)
+        loss.pop("layout_blur", None)
+    keys = {"loss": loss, "precision": config["optim"]["precision"],
             "steps": steps, "camera": camera.to_dict()}
     if mode != "flat":   # flat keys stay as they were, so earlier cached ceilings still hit
         keys.update(mode=mode, raster=config["raster"], depth_reference=round(depth_reference, 6))
@@ -184,7 +188,7 @@ def stylize_2d(content: torch.Tensor, start: torch.Tensor, mask: torch.Tensor, o
 
     def loss(pixels: torch.Tensor, step: int) -> torch.Tensor:
         image = torch.where(mask[None], pixels, pixels.new_full((), NEUTRAL_FILL))
-        style, content_term = image_loss(image, weight, objective, target, weight, key=step)
+        style, content_term = image_loss(image, weight, objective, target, weight, key=step, content_image=content)
         return style + content_term
 
     return adam_on_pixels(start, loss, steps, lr, lr_decay)
@@ -219,7 +223,8 @@ def stylize_2d_patches(start: torch.Tensor, view: TrainView, level_sizes: list[t
             crop = levels[patch.level][:, y0:y1, x0:x1]
             image = torch.where(patch.mask[None], crop, crop.new_full((), NEUTRAL_FILL))
             style, content_term = image_loss(image, patch.weight, objective, features, target.content_weight,
-                                             key=projection_key(step, 0, index), region=patch.region)
+                                             key=projection_key(step, 0, index), region=patch.region,
+                                             content_image=target.content_image)
             total = total + patch.share * (style + content_term)
         return total
 

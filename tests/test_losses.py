@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from meshstyle.stylization.losses import (StyleTargets, content_loss, gram, match_colors,
+from meshstyle.stylization.losses import (StyleTargets, content_loss, gram, layout_loss, match_colors,
                               mean_std, style_layer_losses, style_loss, style_targets, tv_loss, weight_at)
 from meshstyle.stylization.vgg import load_vgg
 
@@ -199,6 +199,40 @@ def test_tv_loss():
     assert float(tv_loss(stripes.transpose(-1, -2)[0])) == pytest.approx(1.0)
 
 
+def test_layout_loss_sees_large_colour_regions_not_strokes():
+    target = smooth_image(21, 64)
+    assert float(layout_loss(target, target, None, 8)) == 0
+    # a colour error of 0.1 in every channel is a loss of 1, whatever the blur
+    for blur in (2, 8):
+        assert float(layout_loss(target + 0.1, target, None, blur)) == pytest.approx(1.0, rel=1e-4)
+    # strokes finer than the blur (a zero-mean checker of 0.4 contrast) leave the layout as it was...
+    checker = (torch.arange(64)[:, None] + torch.arange(64)[None, :]) % 2 * 0.4 - 0.2
+    assert float(layout_loss(target + checker, target, None, 8)) < 1e-3
+    # ...while the same colours moved by a whole region do not
+    shifted = torch.roll(target, 24, dims=-1)
+    assert float(layout_loss(shifted, target, None, 8)) > 0.2
+
+
+def test_layout_loss_ignores_uncovered_pixels_and_pulls_regions_to_the_target():
+    target = smooth_image(22, 64)
+    weight = torch.zeros(1, 1, 64, 64)
+    weight[..., :, :32] = 1.0
+    image = torch.where(weight[0] > 0, target, torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(3)))
+    assert float(layout_loss(image, target, weight, 8)) == pytest.approx(0.0, abs=1e-9)
+    # a red region painted blue is pulled back towards red, and only where pixels count
+    red_target = target.clone()
+    red_target[:, 16:48, 8:24] = torch.tensor([0.8, 0.1, 0.1])[:, None, None]
+    painted = red_target.clone()
+    painted[:, 16:48, 8:24] = torch.tensor([0.1, 0.1, 0.8])[:, None, None]
+    painted.requires_grad_(True)
+    loss = layout_loss(painted, red_target, weight, 8)
+    loss.backward()
+    assert float(loss.detach()) > 1.0
+    inside = painted.grad[:, 16:48, 8:24].mean((1, 2))
+    assert inside[0] < 0 < inside[2]   # descending raises red and lowers blue
+    assert (painted.grad[..., 32:] == 0).all()
+
+
 def test_match_colors_gives_the_style_the_content_colour_statistics():
     style = smooth_image(16, 64, 0.0, 1.0)
     content = torch.stack([0.6 + 0.08 * c for c in smooth_image(17, 64, -1.0, 1.0)])  # warm, low contrast
@@ -214,3 +248,39 @@ def test_match_colors_gives_the_style_the_content_colour_statistics():
     affine = torch.cat([flat_style, torch.ones(1, flat_style.shape[1])])
     solution = torch.linalg.lstsq(affine.T, flat_matched.T).solution
     assert torch.allclose(affine.T @ solution, flat_matched.T, atol=1e-4)
+
+
+def test_layout_term_keeps_a_red_region_red_under_a_blue_style(vgg):
+    """The whole loss (`image_loss`, as 3-D patches and the 2-D ceiling use it) on a 2-D image: a
+    blue style turns a red square grey-blue with Gram + content alone; with the colour-layout
+    term the square stays red, and the style loss falls as far (strokes are still painted)."""
+    from meshstyle.config import LossConfig
+    from meshstyle.stylization.optimize import Objective, image_loss
+
+    blue = smooth_image(30, 96)
+    style = torch.stack([0.15 * blue[0], 0.25 + 0.2 * blue[1], 0.5 + 0.5 * blue[2]])
+    content = torch.full((3, 64, 64), 0.6)
+    content[:, 16:48, 16:48] = torch.tensor([0.85, 0.15, 0.1])[:, None, None]
+    redness, style_drop = {}, {}
+    for layout_weight in (0.0, 3.0):
+        loss_config = LossConfig(layout_weight=layout_weight, style_scales=(1.0,))
+        objective = Objective(vgg=vgg, style=style_targets(vgg, style, loss_config.style_layers), loss=loss_config)
+        with torch.no_grad():
+            content_features = vgg(content[None], (loss_config.content_layer,))[loss_config.content_layer]
+        image = content.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([image], lr=0.05)
+        style_history = []
+        for step in range(60):
+            style_term, content_term = image_loss(image, None, objective, content_features, None, key=step,
+                                                  content_image=content)
+            optimizer.zero_grad()
+            (style_term + content_term).backward()
+            optimizer.step()
+            with torch.no_grad():
+                image.clamp_(0, 1)
+            style_history.append(float(style_term.detach()))
+        square = image.detach()[:, 20:44, 20:44].mean((1, 2))
+        redness[layout_weight] = float(square[0] - square[2])
+        style_drop[layout_weight] = 1 - style_history[-1] / style_history[0]
+    assert redness[0.0] < 0.3 and redness[3.0] > 0.5, redness
+    assert style_drop[3.0] > 0.5 * style_drop[0.0] > 0, style_drop

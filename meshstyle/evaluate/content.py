@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from meshstyle.evaluate.features import CONTENT_LAYER, FeatureCache, masked_features
 from meshstyle.evaluate.rendering import RenderedView
+from meshstyle.stylization.losses import gaussian_blur
 
 
 def content_metrics(views: list[RenderedView], targets: list[RenderedView], *,
@@ -34,12 +35,9 @@ def content_metrics(views: list[RenderedView], targets: list[RenderedView], *,
 def ssim(image: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None, sigma: float = 1.5) -> float:
     """Mean structural similarity (Wang et al. 2004) of two (H,W,3) images in [0,1] over `mask`."""
     radius = int(np.ceil(3 * sigma))
-    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
-    taps /= taps.sum()
-    kernel = (taps[:, None] * taps[None, :]).expand(3, 1, -1, -1)
 
     def blur(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, (radius,) * 4, mode="replicate"), kernel, groups=3)
+        return gaussian_blur(x, sigma, replicate=True)
 
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
     y = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).permute(2, 0, 1)[None]

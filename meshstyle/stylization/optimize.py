@@ -38,7 +38,8 @@ from meshstyle.config import LossConfig, OptimConfig
 from meshstyle.common.distributed import LOCAL, RankLost, World, reduce_step
 from meshstyle.errors import InputError, Interrupted
 from meshstyle.common.io import atomic_path
-from meshstyle.stylization.losses import StyleTargets, content_loss, projection_key, style_loss, tv_loss
+from meshstyle.stylization.losses import (StyleTargets, content_loss, layout_loss, projection_key, style_loss,
+                                          tv_loss)
 from meshstyle.stylization.paint import nnfm_loss
 from meshstyle.stylization.patches import LevelPatch
 from meshstyle.common.progress import progress
@@ -108,6 +109,10 @@ class Objective:
     @property
     def content_weight(self) -> float:
         return 0.0 if self.loss.style_only else self.loss.content_weight
+
+    @property
+    def layout_weight(self) -> float:
+        return 0.0 if self.loss.style_only else self.loss.layout_weight
 
     @property
     def layer_weights(self) -> dict[str, float]:
@@ -405,18 +410,19 @@ def patch_loss(image: torch.Tensor, target: PatchTarget, objective: Objective,
     the random slices of the sliced Wasserstein loss."""
     patch = target.patch
     return image_loss(render_patch(image, patch), patch.weight, objective, content_features, target.content_weight,
-                      key, region=patch.region)
+                      key, region=patch.region, content_image=target.content_image)
 
 
 def image_loss(rendered: torch.Tensor, weight: torch.Tensor | None, objective: Objective,
                content_features: torch.Tensor | None,
                content_weight: torch.Tensor | None, key: int | None = None,
-               region: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+               region: int = 0, content_image: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(weighted style loss, weighted content loss) of one image (3,h,w): the loss of every 3-D patch
     and of the 2-D ceiling (scripts/bench_quality.py), so both optimise exactly the same objective.
 
     `weight` (1,1,h,w) weighs the style statistics, `content_weight` the content error; `region`
-    picks the style targets (with --region)."""
+    picks the style targets (with --region). `content_image` (3,h,w), the target itself, feeds the
+    colour-layout term, which counts as content."""
     features = objective.vgg(rendered[None], objective.layers)
     style = rendered.new_zeros(())
     if objective.style_weight > 0:
@@ -432,6 +438,9 @@ def image_loss(rendered: torch.Tensor, weight: torch.Tensor | None, objective: O
         layer = objective.loss.content_layer
         content = objective.content_weight * content_loss(features, {layer: content_features},
                                                           content_weight, layer)
+    if objective.layout_weight > 0 and content_image is not None:
+        content = content + objective.layout_weight * layout_loss(rendered, content_image, content_weight,
+                                                                  objective.loss.layout_blur)
     return style, content
 
 
