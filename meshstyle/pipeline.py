@@ -63,7 +63,7 @@ def quick_config() -> StylizeConfig:
     config.texture.size = 512
     config.loss.style_scales = (1.0,)
     config.loss.style_size = 192
-    # 40 steps: the faster rate the quick benchmark rows were measured at, or the style stays faint.
+    # Only 40 steps: it keeps the former, faster rate, at which the quick bench rows were measured.
     config.optim.iters, config.optim.lr = 40, 0.02
     return config
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from meshstyle.evaluate.features import CONTENT_LAYER, FeatureCache, masked_features
