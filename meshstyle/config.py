@@ -26,6 +26,7 @@ VGG19_LAYERS: tuple[str, ...] = tuple(
 CameraKind = Literal["auto", "orbit", "walkthrough", "poses"]
 Statistic = Literal["gram", "adain", "swd"]
 ContentTarget = Literal["auto", "photo", "mesh"]
+LayoutTarget = Literal["mesh", "content"]
 Precision = Literal["auto", "float32", "bfloat16"]
 UpAxis = Literal["auto", "x", "y", "z", "-x", "-y", "-z"]
 Unit = Literal["m", "dm", "cm", "mm", "km", "in", "ft", "yd"]
@@ -89,8 +90,9 @@ class LossConfig:
     statistic: Statistic = "gram"      # style statistic matched (--loss)
     style_only: bool = False           # texture synthesis: no content loss
     content_target: ContentTarget = "auto"   # what views should still resemble (auto: a scan's photos, else the mesh)
-    layout_weight: float = ranged(1.0, 0.0)        # colour layout: large colour regions stay where the content target has them (README)
+    layout_weight: float = ranged(1.0, 0.0)        # colour layout: large colour regions stay where the mesh has them (README)
     layout_blur: float = ranged(8.0, 0.0, above=True)   # sigma (pixels of a depth level) of the Gaussian that averages layout colours
+    layout_target: LayoutTarget = "mesh"   # colours the layout holds: the mesh's own (one exposure for every view) or the content target
     tv_weight: float = ranged(0.0, 0.0)            # total-variation penalty on the texture (smooths speckle)
     preserve_color: bool = False       # recolour the style image to the scene's colours first (no palette step)
     style_strength: float = ranged(1.0, 0.0)       # scales the style terms and the palette step: ~0.3 tinted, 1 painted, 3 repainted

@@ -629,7 +629,11 @@ def train_view(pyramid: ViewPyramid, initial: torch.Tensor, photo: Photo | None,
             if per_region:
                 crop = torch.where(patch.mask[None], palette[patch.region](crop), crop.new_full((), NEUTRAL_FILL))
                 crop_valid = crop_valid & patch.mask
-            targets.append(PatchTarget(patch, crop.contiguous(), crop_valid.to(torch.float32)[None, None].contiguous()))
+            # A scan's photos differ in exposure and sit slightly off the mesh; the texture cannot
+            # hold every photo's colours at once, but it can hold the mesh's fused ones.
+            layout = mesh_content(initial, patch) if config.loss.layout_target == "mesh" else (None, None)
+            targets.append(PatchTarget(patch, crop.contiguous(), crop_valid.to(torch.float32)[None, None].contiguous(),
+                                       *layout))
         return TrainView(targets)
     return TrainView([PatchTarget(patch, *mesh_content(initial, patch)) for patch in patches])
 

@@ -145,6 +145,7 @@ def ceiling_key(config: dict, style: np.ndarray, camera, texture: np.ndarray, st
     # The ceiling's content is always the mesh's own colours (`patch_problem`), so the run's
     # content target does not change it; "auto" keeps the keys cached before this rule.
     loss = dict(config["loss"], content_target="auto")
+    loss.pop("layout_target", None)   # the same reason: the ceiling's layout is the mesh's colours too
     if not loss.get("layout_weight"):   # keys cached before the colour-layout term still hit while it is off
         loss.pop("layout_weight", None)
         loss.pop("layout_blur", None)
@@ -188,7 +189,7 @@ def stylize_2d(content: torch.Tensor, start: torch.Tensor, mask: torch.Tensor, o
 
     def loss(pixels: torch.Tensor, step: int) -> torch.Tensor:
         image = torch.where(mask[None], pixels, pixels.new_full((), NEUTRAL_FILL))
-        style, content_term = image_loss(image, weight, objective, target, weight, key=step, content_image=content)
+        style, content_term = image_loss(image, weight, objective, target, weight, key=step, layout_image=content)
         return style + content_term
 
     return adam_on_pixels(start, loss, steps, lr, lr_decay)
@@ -222,9 +223,10 @@ def stylize_2d_patches(start: torch.Tensor, view: TrainView, level_sizes: list[t
             y0, y1, x0, x1 = patch.box
             crop = levels[patch.level][:, y0:y1, x0:x1]
             image = torch.where(patch.mask[None], crop, crop.new_full((), NEUTRAL_FILL))
+            layout_image, layout_weight = target.layout()
             style, content_term = image_loss(image, patch.weight, objective, features, target.content_weight,
                                              key=projection_key(step, 0, index), region=patch.region,
-                                             content_image=target.content_image)
+                                             layout_image=layout_image, layout_weight=layout_weight)
             total = total + patch.share * (style + content_term)
         return total
 

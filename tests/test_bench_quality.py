@@ -53,6 +53,32 @@ def test_bench_table_formats_rows_as_the_markdown_file_does(tmp_path):
     assert text.splitlines()[2].startswith("| demo-room | starry_night | defaults | 1.5 |")
 
 
+def test_ceiling_key_follows_the_loss_but_not_what_the_ceiling_never_reads():
+    from dataclasses import asdict
+
+    from meshstyle.config import StylizeConfig
+    from meshstyle.views.cameras import Camera, look_at
+
+    bench = bench_module()
+    camera = Camera(K=np.array([[40.0, 0, 31.5], [0, 40.0, 23.5], [0, 0, 1]]),
+                    cam_to_world=look_at(np.zeros(3), np.array([0.0, 1.0, 0.0])), width=64, height=48)
+    style, texture = np.zeros((8, 8, 3), np.float32), np.ones((16, 16, 3), np.float32)
+
+    def key(**loss) -> str:
+        config = asdict(StylizeConfig())
+        config["loss"].update(loss)
+        return bench.ceiling_key(config, style, camera, texture, 300, "patches", 2.0)
+
+    # The ceiling's content and layout are always the mesh's colours: the run's targets do not matter.
+    assert key() == key(content_target="photo") == key(layout_target="content")
+    assert key() != key(layout_weight=2.0) and key() != key(content_weight=0.5)
+    # With the layout term off, keys cached before it existed still hit.
+    legacy = asdict(StylizeConfig())
+    for name in ("layout_weight", "layout_blur", "layout_target"):
+        legacy["loss"].pop(name)
+    assert key(layout_weight=0.0) == bench.ceiling_key(legacy, style, camera, texture, 300, "patches", 2.0)
+
+
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     """A real, tiny run of demo-room with a held-out view and a 2-level depth pyramid."""

@@ -272,7 +272,7 @@ def test_layout_term_keeps_a_red_region_red_under_a_blue_style(vgg):
         style_history = []
         for step in range(60):
             style_term, content_term = image_loss(image, None, objective, content_features, None, key=step,
-                                                  content_image=content)
+                                                  layout_image=content)
             optimizer.zero_grad()
             (style_term + content_term).backward()
             optimizer.step()

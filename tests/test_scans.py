@@ -17,13 +17,15 @@ import trimesh
 from scipy.ndimage import gaussian_filter
 
 from meshstyle.views.cameras import Camera, look_at
-from meshstyle.config import SceneConfig
+from meshstyle.config import SceneConfig, StylizeConfig
 from meshstyle.errors import InputError
-from meshstyle.raster.rasterizer import Rasterizer
+from meshstyle.pipeline import pyramid_heights, train_view
+from meshstyle.raster.rasterizer import Rasterizer, view_pyramids
 from meshstyle.atlas.texture_size import default_texture_size
 from meshstyle.geometry.camera import OPENGL_TO_OPENCV
 from meshstyle.inputs.scans import frame_subset, load_scan
 from meshstyle.inputs.up_axis import level_with_floor, up_from_cameras
+from meshstyle.stylization.optimize import PatchTarget
 from meshstyle.stylization.photo_targets import content_target
 from meshstyle.views.frame_selection import select_frames
 from meshstyle.geometry.scene import Photo, Scene
@@ -397,6 +399,36 @@ def test_content_target_resizes_the_photo_and_masks_off_mesh_and_disagreeing_dep
 
     no_depth = Photo(camera=camera, color_path=photo.color_path)
     assert torch.equal(content_target(no_depth, half, fragments)[1], fragments.mask)
+
+
+def test_colour_layout_holds_the_mesh_colours_while_the_photo_stays_the_content_target(tmp_path):
+    # A red wall photographed blue (another exposure): the feature content compares with the photo,
+    # the colour layout with the mesh's own red unless told to use the content target.
+    wall = trimesh.creation.box(extents=(2.0, 0.01, 4.0))
+    wall.apply_translation((0.0, 2.0, 0.0))
+    vertices, faces = np.asarray(wall.vertices), np.asarray(wall.faces)
+    uv = vertices[faces][..., [0, 2]] / np.array([2.0, 4.0]) + 0.5          # planar map, (F,3,2)
+    rasterizer = Rasterizer(vertices, faces, uv)
+    camera = Camera(K=K, cam_to_world=look_at(np.zeros(3), np.array([0.0, 1.0, 0.0])), width=WIDTH, height=HEIGHT)
+    iio.imwrite(tmp_path / "color.png", np.broadcast_to(np.uint8([20, 40, 230]), (HEIGHT, WIDTH, 3)).copy())
+    photo = Photo(camera=camera, color_path=tmp_path / "color.png")
+    red = torch.tensor([0.8, 0.1, 0.1])[:, None, None].expand(3, 32, 32).contiguous()
+
+    def targets(layout_target: str) -> list[PatchTarget]:
+        config = StylizeConfig()
+        config.loss.layout_target = layout_target
+        pyramid = view_pyramids(rasterizer, [camera], pyramid_heights(config))[0]
+        return train_view(pyramid, red, photo, "photo", config, depth_reference=2.0).targets
+
+    for target in targets("mesh"):
+        covered = target.patch.mask
+        layout, where = target.layout()
+        assert covered.any() and torch.equal(where[0, 0] > 0, covered)
+        assert torch.allclose(layout[:, covered], red[:, :1, 0].expand(3, int(covered.sum())), atol=1e-3)
+        assert target.content_image[2, covered].mean() > 0.8                # the photo's blue
+    for target in targets("content"):
+        layout, where = target.layout()
+        assert layout is target.content_image and where is target.content_weight
 
 
 def test_content_target_reads_depth_on_its_own_grid_through_its_intrinsics(tmp_path):

@@ -56,10 +56,19 @@ class PatchTarget:
     patch: LevelPatch
     content_image: torch.Tensor | None    # (3,h,w) in [0,1], or None in style-only mode
     content_weight: torch.Tensor | None   # (1,1,h,w): 1 where the content target is valid
+    layout_image: torch.Tensor | None = None    # (3,h,w) colours large regions keep; None: content_image
+    layout_weight: torch.Tensor | None = None   # (1,1,h,w) where layout_image counts
 
     def to(self, device: str | torch.device) -> "PatchTarget":
         move = lambda tensor: None if tensor is None else tensor.to(device)  # noqa: E731
-        return PatchTarget(self.patch.to(device), move(self.content_image), move(self.content_weight))
+        return PatchTarget(self.patch.to(device), move(self.content_image), move(self.content_weight),
+                           move(self.layout_image), move(self.layout_weight))
+
+    def layout(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The colour-layout target and the pixels where it counts."""
+        if self.layout_image is not None:
+            return self.layout_image, self.layout_weight
+        return self.content_image, self.content_weight
 
 
 @dataclass
@@ -409,20 +418,22 @@ def patch_loss(image: torch.Tensor, target: PatchTarget, objective: Objective,
     """(weighted style loss, weighted content loss) of one patch rendered from `image`; `key` seeds
     the random slices of the sliced Wasserstein loss."""
     patch = target.patch
+    layout_image, layout_weight = target.layout()
     return image_loss(render_patch(image, patch), patch.weight, objective, content_features, target.content_weight,
-                      key, region=patch.region, content_image=target.content_image)
+                      key, region=patch.region, layout_image=layout_image, layout_weight=layout_weight)
 
 
 def image_loss(rendered: torch.Tensor, weight: torch.Tensor | None, objective: Objective,
                content_features: torch.Tensor | None,
                content_weight: torch.Tensor | None, key: int | None = None,
-               region: int = 0, content_image: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               region: int = 0, layout_image: torch.Tensor | None = None,
+               layout_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(weighted style loss, weighted content loss) of one image (3,h,w): the loss of every 3-D patch
     and of the 2-D ceiling (scripts/bench_quality.py), so both optimise exactly the same objective.
 
     `weight` (1,1,h,w) weighs the style statistics, `content_weight` the content error; `region`
-    picks the style targets (with --region). `content_image` (3,h,w), the target itself, feeds the
-    colour-layout term, which counts as content."""
+    picks the style targets (with --region). `layout_image` (3,h,w) feeds the colour-layout term,
+    which counts as content, over `layout_weight` (default: `content_weight`)."""
     features = objective.vgg(rendered[None], objective.layers)
     style = rendered.new_zeros(())
     if objective.style_weight > 0:
@@ -438,8 +449,9 @@ def image_loss(rendered: torch.Tensor, weight: torch.Tensor | None, objective: O
         layer = objective.loss.content_layer
         content = objective.content_weight * content_loss(features, {layer: content_features},
                                                           content_weight, layer)
-    if objective.layout_weight > 0 and content_image is not None:
-        content = content + objective.layout_weight * layout_loss(rendered, content_image, content_weight,
+    if objective.layout_weight > 0 and layout_image is not None:
+        mask = content_weight if layout_weight is None else layout_weight
+        content = content + objective.layout_weight * layout_loss(rendered, layout_image, mask,
                                                                   objective.loss.layout_blur)
     return style, content
 
