@@ -282,9 +282,9 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
         for index, one_style in enumerate(styles):
             # The first style may move the reference depth (an extent beyond the style size range);
             # the others are then sized for that same depth.
-            size, moved = style_scale_for_extent(one_style, config.loss, focal, depth_reference)
+            style_size, moved = style_scale_for_extent(one_style, config.loss, focal, depth_reference)
             depth_reference = moved if index == 0 else depth_reference
-            image = torch.from_numpy(style_pixels(one_style, size)).permute(2, 0, 1)
+            image = torch.from_numpy(style_pixels(one_style, style_size)).permute(2, 0, 1)
             if config.loss.preserve_color:
                 image = match_colors(image, initial_tensor)
             style_images.append(image)

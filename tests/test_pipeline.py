@@ -43,6 +43,9 @@ def test_short_run_halves_style_loss_on_views_it_did_not_train_on(room_run):
     assert content["final"] < 0.6, content
     texture = room_run.mesh.texture
     assert texture.shape == (512, 512, 3) and texture.dtype == np.float32
+    # run.json's texture size is the atlas's, not the style image's (a shadowed name once swapped them).
+    assert room_run.info["texture_size"] == room_run.info["atlas"]["size"] == 512
+    assert max(room_run.info["style_size_px"]) != 512
     assert 0.0 <= texture.min() and texture.max() <= 1.0
     assert not np.array_equal(texture, room_run.original.texture)
     assert set(room_run.timings) >= {"atlas", "cameras", "raster", "targets", "optimise"}
