@@ -420,13 +420,15 @@ def test_colour_layout_holds_the_mesh_colours_while_the_photo_stays_the_content_
         pyramid = view_pyramids(rasterizer, [camera], pyramid_heights(config))[0]
         return train_view(pyramid, red, photo, "photo", config, depth_reference=2.0).targets
 
-    for target in targets("mesh"):
+    held, compared = targets("mesh"), targets("content")
+    assert held and len(held) == len(compared)
+    for target in held:
         covered = target.patch.mask
         layout, where = target.layout()
         assert covered.any() and torch.equal(where[0, 0] > 0, covered)
         assert torch.allclose(layout[:, covered], red[:, :1, 0].expand(3, int(covered.sum())), atol=1e-3)
         assert target.content_image[2, covered].mean() > 0.8                # the photo's blue
-    for target in targets("content"):
+    for target in compared:
         layout, where = target.layout()
         assert layout is target.content_image and where is target.content_weight
 
