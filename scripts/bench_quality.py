@@ -189,7 +189,8 @@ def stylize_2d(content: torch.Tensor, start: torch.Tensor, mask: torch.Tensor, o
 
     def loss(pixels: torch.Tensor, step: int) -> torch.Tensor:
         image = torch.where(mask[None], pixels, pixels.new_full((), NEUTRAL_FILL))
-        style, content_term = image_loss(image, weight, objective, target, weight, key=step, layout_image=content)
+        style, content_term = image_loss(image, weight, objective, target, weight, key=step,
+                                         layout_image=content, layout_weight=weight)
         return style + content_term
 
     return adam_on_pixels(start, loss, steps, lr, lr_decay)

@@ -433,7 +433,7 @@ def image_loss(rendered: torch.Tensor, weight: torch.Tensor | None, objective: O
 
     `weight` (1,1,h,w) weighs the style statistics, `content_weight` the content error; `region`
     picks the style targets (with --region). `layout_image` (3,h,w) feeds the colour-layout term,
-    which counts as content, over `layout_weight` (default: `content_weight`)."""
+    which counts as content, over the pixels `layout_weight` marks (None: all)."""
     features = objective.vgg(rendered[None], objective.layers)
     style = rendered.new_zeros(())
     if objective.style_weight > 0:
@@ -450,8 +450,7 @@ def image_loss(rendered: torch.Tensor, weight: torch.Tensor | None, objective: O
         content = objective.content_weight * content_loss(features, {layer: content_features},
                                                           content_weight, layer)
     if objective.layout_weight > 0 and layout_image is not None:
-        mask = content_weight if layout_weight is None else layout_weight
-        content = content + objective.layout_weight * layout_loss(rendered, layout_image, mask,
+        content = content + objective.layout_weight * layout_loss(rendered, layout_image, layout_weight,
                                                                   objective.loss.layout_blur)
     return style, content
 
