@@ -4,7 +4,11 @@
     .venv/bin/python scripts/bench_quality.py --scenes demo-room --styles starry_night \\
         --set loss.nnfm_weight=1 --set optim.iters=100 --label nnfm   # one experimental setting
     .venv/bin/python scripts/bench_quality.py --speed               # demo, demo --quick timings too
-    .venv/bin/python scripts/bench_quality.py --markdown docs/bench_quality.md   # the README table
+    .venv/bin/python scripts/bench_quality.py --from-json docs/bench/*.json \\
+        --markdown docs/bench_quality.md --readme README.md          # the README table, from the rows kept
+
+Every row in README.md is kept as the --json file its run wrote, in docs/bench/NN-<label>.json
+(NN: the table's order); tests/test_bench_quality.py checks the table is what those files give.
 
 For every (scene, style, setting) the script
 1. runs `meshstyle stylize` in a child process (its own wall time and peak resident memory, measured

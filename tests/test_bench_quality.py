@@ -27,6 +27,18 @@ def test_readme_carries_the_bench_markdown_verbatim():
     assert block.strip() in (ROOT / "README.md").read_text()
 
 
+def test_bench_markdown_is_what_the_committed_bench_json_regenerates(tmp_path, capsys):
+    """docs/bench/*.json hold every row the bench printed (its --json files, in table order); the
+    markdown the README carries must be exactly what `--from-json` writes from them."""
+    bench = bench_module()
+    files = sorted((ROOT / "docs" / "bench").glob("*.json"))
+    assert files, "no committed bench results"
+    regenerated = tmp_path / "bench_quality.md"
+    assert bench.main(["--from-json", *map(str, files), "--markdown", str(regenerated)]) == 0
+    capsys.readouterr()
+    assert regenerated.read_text() == (ROOT / "docs" / "bench_quality.md").read_text()
+
+
 def test_bench_markdown_has_the_bench_columns_and_rows():
     bench = bench_module()
     lines = (ROOT / "docs" / "bench_quality.md").read_text().splitlines()
