@@ -47,7 +47,7 @@ from meshstyle.inputs.styles import load_style, resize_long_side
 from meshstyle.stylization.regions import (RegionTexture, TexelRegions, propagate_by_region, region_palette_masks,
                                            restore_kept, restrict_seams, texel_regions)
 from meshstyle.stylization.texture import LaplacianTexture
-from meshstyle.stylization.vgg import load_vgg, native_bfloat16
+from meshstyle.stylization.vgg import bfloat16_pays_off, load_vgg
 
 CHECKPOINT_NAME = "checkpoint.pt"
 ASPECT = 4 / 3   # width / height of generated cameras
@@ -346,6 +346,8 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
         "patches_per_view": len(patches) / len(views),
         "patch_pixels_per_view": sum(p.pixels for p in patches) / len(views),
         "level_pixels": {str(k): sum(p.pixels for p in patches if p.level == k) for k in range(len(heights))},
+        # What precision=auto chose on this machine (it is measured: vgg.bfloat16_pays_off).
+        "vgg_precision": str(vgg.compute_dtype).removeprefix("torch."),
     }
     if plan is not None:
         info["regions"] = [region.record(main_style_name(style)) for region in plan.regions]
@@ -716,11 +718,12 @@ def pyramid_heights(config: StylizeConfig) -> list[int]:
 def vgg_dtype(config: StylizeConfig) -> torch.dtype:
     """The VGG's compute precision. bfloat16 autocast measured as good as float32 on demo-room
     (holdout style loss 0.45x vs 0.46x of the start, judged by the float32 network) and 1.5x
-    faster per step; "auto" uses it only on CPUs with native BF16, where it is fast."""
+    faster per step where the CPU is fast at it; "auto" uses it only where a measurement on this
+    machine says so (`bfloat16_pays_off`)."""
     choice = config.optim.precision
     if choice == "auto":
-        native = config.device == "cpu" and native_bfloat16()
-        return torch.bfloat16 if native else torch.float32
+        fast = config.device == "cpu" and bfloat16_pays_off()
+        return torch.bfloat16 if fast else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[choice]
 
 

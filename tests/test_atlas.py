@@ -225,3 +225,55 @@ def test_uvatlas_failure_falls_back_to_projected_charts(private_cache, capsys, m
     assert "uvatlas failed" in capsys.readouterr().err
     assert atlas.method == "projected" and atlas.charts == 2
     assert atlas.uv.min() >= 0 and atlas.uv.max() <= 1 and overlap_share(atlas.uv, 4) == 0
+
+
+def test_spatial_parts_cut_a_mesh_into_compact_parts_of_equal_size():
+    from meshstyle.atlas.unwrap import spatial_parts
+
+    ball = trimesh.creation.icosphere(subdivisions=4, radius=0.5)
+    vertices, faces = np.asarray(ball.vertices), np.asarray(ball.faces)
+    parts = spatial_parts(vertices, faces, 1000)
+    assert len(parts) == 6 and max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(len(faces)))
+    # k-d cells do not overlap: the parts' boxes fill the ball's box once (a random split of the
+    # faces would give each part nearly the whole box).
+    centroids = vertices[faces].mean(axis=1)
+    volume = lambda points: float(np.prod(points.max(axis=0) - points.min(axis=0)))  # noqa: E731
+    assert sum(volume(centroids[part]) for part in parts) <= 1.01 * volume(centroids)
+    assert [p.tolist() for p in spatial_parts(vertices, faces, len(faces))] == [list(range(len(faces)))]
+
+
+def test_a_large_mesh_unwraps_in_parts_into_one_atlas_without_overlap(monkeypatch):
+    from meshstyle.atlas import unwrap
+
+    monkeypatch.setattr(unwrap, "FACES_PER_PARTITION", 1500)   # 5,120 faces: 4 parts
+    ball = trimesh.creation.icosphere(subdivisions=4, radius=0.5)
+    vertices, faces = np.asarray(ball.vertices), np.asarray(ball.faces)
+    uv = unwrap._xatlas_uv(vertices, faces, 512, unwrap.GUTTER_TEXELS)
+    assert uv.shape == (len(faces), 3, 2) and uv.min() >= 0 and uv.max() <= 1
+    assert overlap_share(uv, 512) < 0.01
+    assert np.array_equal(uv, unwrap._xatlas_uv(vertices, faces, 512, unwrap.GUTTER_TEXELS))
+    # Every part is packed at the same texel density: UV area per surface area alike in all parts.
+    def area(points):
+        edges = points[:, 1:] - points[:, :1]
+        if points.shape[-1] == 2:
+            return 0.5 * np.abs(edges[:, 0, 0] * edges[:, 1, 1] - edges[:, 0, 1] * edges[:, 1, 0])
+        return 0.5 * np.linalg.norm(np.cross(edges[:, 0], edges[:, 1]), axis=1)
+    parts = unwrap.spatial_parts(vertices, faces, 1500)
+    density = [area(uv[part]).sum() / area(vertices[faces[part]]).sum() for part in parts]
+    assert len(parts) == 4 and max(density) / min(density) < 1.3, density
+    # Each face got its own UVs back: inside a chart, two faces sharing an edge give its two ends the
+    # same UVs, and chart boundaries (part cuts included) are a small share of the edges.
+    corner_uv = {}
+    continuous = total = 0
+    for face, corners in enumerate(faces):
+        for k in range(3):
+            edge = (corners[k], corners[(k + 1) % 3])
+            ends = (uv[face, k], uv[face, (k + 1) % 3])
+            twin = corner_uv.pop((edge[1], edge[0]), None)
+            if twin is None:
+                corner_uv[edge] = ends
+                continue
+            total += 1
+            continuous += np.allclose(twin[0], ends[1], atol=1e-6) and np.allclose(twin[1], ends[0], atol=1e-6)
+    assert total == len(faces) * 3 // 2 and continuous / total > 0.85, continuous / total

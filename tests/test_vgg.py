@@ -192,3 +192,44 @@ def test_layer_names_cover_the_whole_network(vgg):
     assert LAYERS[-3:] == ("conv5_4", "relu5_4", "pool5") and len(LAYERS) == 16 * 2 + 5
     with pytest.raises(ValueError, match="relu6_1"):
         vgg(pattern(), ["relu6_1"])
+
+
+@pytest.fixture
+def fresh_machine_cache(tmp_path, monkeypatch):
+    """An empty cache root and no in-process memory of an earlier measurement."""
+    monkeypatch.setenv("MESHSTYLE_CACHE", str(tmp_path))
+    vgg_module.machine_speedup.cache_clear()
+    yield tmp_path
+    vgg_module.machine_speedup.cache_clear()
+
+
+@pytest.mark.parametrize("speedup, chosen", [(0.6, torch.float32), (1.05, torch.float32), (1.9, torch.bfloat16)])
+def test_auto_precision_takes_bfloat16_only_where_it_measured_clearly_faster(fresh_machine_cache, monkeypatch,
+                                                                              speedup, chosen):
+    # A CPU with the BF16 flag that runs it slower (0.6x, measured on these machines) keeps float32.
+    from meshstyle.config import StylizeConfig
+    from meshstyle.pipeline import vgg_dtype
+
+    monkeypatch.setattr(vgg_module, "native_bfloat16", lambda: True)
+    monkeypatch.setattr(vgg_module, "_bfloat16_conv_speedup", lambda: speedup)
+    assert vgg_dtype(StylizeConfig()) == chosen
+    config = StylizeConfig()
+    config.optim.precision = "bfloat16"   # an explicit choice is not second-guessed
+    assert vgg_dtype(config) == torch.bfloat16
+
+
+def test_the_precision_measurement_runs_once_per_machine_and_is_kept(fresh_machine_cache, monkeypatch):
+    monkeypatch.setattr(vgg_module, "native_bfloat16", lambda: True)
+    measured = vgg_module._bfloat16_conv_speedup(repeats=1)   # the real measurement, on this CPU
+    assert 0.05 < measured < 20
+    calls = []
+    monkeypatch.setattr(vgg_module, "_bfloat16_conv_speedup", lambda: calls.append(1) or 2.0)
+    assert vgg_module.bfloat16_pays_off() and calls == [1]
+    # A new process (cleared memory) reads the kept answer instead of measuring again.
+    vgg_module.machine_speedup.cache_clear()
+    monkeypatch.setattr(vgg_module, "_bfloat16_conv_speedup", lambda: pytest.fail("measured twice"))
+    assert vgg_module.bfloat16_pays_off()
+    assert (fresh_machine_cache / "machine.json").read_text().count("bfloat16_conv") == 1
+    # Without the hardware flag there is nothing to measure: float32.
+    monkeypatch.setattr(vgg_module, "native_bfloat16", lambda: False)
+    assert not vgg_module.bfloat16_pays_off()

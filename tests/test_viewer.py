@@ -198,6 +198,8 @@ def browser_path():
 
 def test_view_draws_the_textured_mesh_in_a_real_browser(watched_run, browser_path, tmp_path):
     out = watched_run["out"]
+    texture = iio.imread(out / "texture.png")[..., :3].astype(np.float32) / 255.0
+    saturated = lambda c: np.mean(c.max(-1) - c.min(-1) > 0.2)  # noqa: E731
     server = start("view", str(out), "--port", "0")
     try:
         url = read_url(server)
@@ -213,7 +215,9 @@ def test_view_draws_the_textured_mesh_in_a_real_browser(watched_run, browser_pat
                 mask = view_mask(browser, box, image.shape[:2])
                 drawn = drawn_pixels(image, box, mask)
                 share = len(drawn) / max(1, mask.sum())
-                if share > 0.05:
+                # The client draws the geometry first and the texture once its image has decoded
+                # (seconds later under load): wait for the paint, not just the shape.
+                if share > 0.05 and saturated(drawn) > 0.5 * saturated(texture.reshape(-1, 3)):
                     break
             assert image is not None, "the page never showed a canvas"
             iio.imwrite(tmp_path / "viewer.png", image)
@@ -221,9 +225,7 @@ def test_view_draws_the_textured_mesh_in_a_real_browser(watched_run, browser_pat
     finally:
         server.terminate()
         server.communicate(timeout=30)
-    texture = iio.imread(out / "texture.png")[..., :3].astype(np.float32) / 255.0
     # A grey (untextured) mesh would have hardly any saturated pixels; the texture has many...
-    saturated = lambda c: np.mean(c.max(-1) - c.min(-1) > 0.2)  # noqa: E731
     assert saturated(drawn) > 0.5 * saturated(texture.reshape(-1, 3)), (saturated(drawn), saturated(texture))
     # ...drawn colours are the texture's, lit: their hues follow the texture's hue histogram...
     ours, theirs = hue_histogram(drawn), hue_histogram(texture.reshape(-1, 3))

@@ -41,14 +41,16 @@ from meshstyle.geometry.mesh import corner_cross
 
 GUTTER_TEXELS = 3.0            # empty texels around every island, so mip level 1 still separates them
 MAX_STRETCH = 1.0 / 6.0        # uvatlas default: charts may stretch this much before being split
-FACES_PER_PARTITION = 12_000   # uvatlas is superlinear in chart size: 20k noisy faces took 22 s alone
-                               # and 1 s in 9 partitions (measured on redkitchen)
+FACES_PER_PARTITION = 12_000   # both unwrappers are superlinear in mesh size: uvatlas took 22 s for 20k
+                               # noisy faces alone and 1 s in 9 partitions; xatlas 102 s for redkitchen's
+                               # 200k faces whole and 14 s in 16 parts (see _xatlas_uv)
 UVATLAS_TIMEOUT_S = 240.0      # beyond this, projected charts are used instead (either unwrapper)
 UVATLAS_MAX_FACES = 1_200_000  # 800k faces took 138 s on 2 busy cores: bigger meshes skip the unwrapper
 NEUTRAL_GREY = 0.5
 COARSE_FILL_SIDE = 256         # texels beyond the gutter take colours from a grid this coarse
-ATLAS_VERSION = 3              # bump when the unwrapping changes, so cached atlases are not reused
-                               # (3: xatlas replaced uvatlas; the unwrapper's name is in the key too)
+ATLAS_VERSION = 4              # bump when the unwrapping changes, so cached atlases are not reused
+                               # (3: xatlas replaced uvatlas; the unwrapper's name is in the key too;
+                               # 4: xatlas unwraps large meshes in spatial parts)
 
 _TEXELS_PER_CHUNK = 1 << 20    # bounds the memory of vectorised rasterization and baking
 
@@ -332,27 +334,61 @@ def _xatlas_uv(vertices: np.ndarray, faces: np.ndarray, size: int, gutter: float
     so the gutter shrinks where it overshoots (2.25 texels there). Giving xatlas the texel density
     that fits exactly costs a second chart computation and used fewer texels on a bumpy sphere
     (41.8% against 44.5%), so it is not done.
+
+    A mesh above FACES_PER_PARTITION faces goes in as several meshes, compact spatial parts
+    (`spatial_parts`), charted independently and packed into the one atlas together: xatlas's chart
+    growing is superlinear in mesh size and runs one mesh per thread, so redkitchen's 200k faces took
+    102 s whole and 14 s in 16 parts (2 cores), with as many charts (5,322 against 4,784: a scan's
+    noise makes thousands anyway) and as many texels used (43% against 45%). A part boundary is one
+    more chart boundary, which the seam fill carries strokes across like any other.
     """
     import xatlas
 
+    parts = spatial_parts(vertices, faces, FACES_PER_PARTITION)
     atlas = xatlas.Atlas()
-    atlas.add_mesh(vertices.astype(np.float32), faces.astype(np.uint32))
+    for part in parts:
+        used, corners = np.unique(faces[part], return_inverse=True)
+        atlas.add_mesh(vertices[used].astype(np.float32), corners.reshape(-1, 3).astype(np.uint32))
     pack = xatlas.PackOptions()
     pack.resolution = size
     pack.padding = int(math.ceil(gutter))
     atlas.generate(xatlas.ChartOptions(), pack)
     if atlas.atlas_count != 1:
         raise RuntimeError(f"xatlas Error: charts spread over {atlas.atlas_count} atlases")
-    vmapping, indices, uvs = atlas[0]
-    if indices.shape != faces.shape:
-        raise RuntimeError(f"xatlas Error: {len(indices)} faces returned for {len(faces)}")
     width, height = atlas.width, atlas.height
-    texels = uvs.astype(np.float64) * [width, height]
-    texels *= min(1.0, size / max(width, height))
-    # xatlas counts rows downwards; v is upwards in meshstyle (a vertical flip, no mirroring of charts
-    # relative to each other: all flip together).
-    uv = np.stack([texels[:, 0] / size, 1.0 - texels[:, 1] / size], axis=-1)
-    return uv[indices].astype(np.float32)
+    uv = np.empty((len(faces), 3, 2), np.float32)
+    for index, part in enumerate(parts):
+        vmapping, indices, uvs = atlas[index]
+        if len(indices) != len(part):
+            raise RuntimeError(f"xatlas Error: {len(indices)} faces returned for {len(part)}")
+        texels = uvs.astype(np.float64) * [width, height]
+        texels *= min(1.0, size / max(width, height))
+        # xatlas counts rows downwards; v is upwards in meshstyle (a vertical flip, no mirroring of
+        # charts relative to each other: all flip together).
+        uv[part] = np.stack([texels[:, 0] / size, 1.0 - texels[:, 1] / size], axis=-1)[indices]
+    return uv
+
+
+def spatial_parts(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> list[np.ndarray]:
+    """Face indices split into ceil(faces / max_faces) compact parts of nearly equal size: the face
+    centroids are cut along the longest side of their bounding box at the share that leaves each
+    side its number of parts, recursively (a k-d split; a stable sort decides ties, so it is
+    deterministic). One part, in order, when the mesh is small enough."""
+    centroids = vertices[faces].mean(axis=1)
+    pending = [(np.arange(len(faces)), max(1, math.ceil(len(faces) / max_faces)))]
+    parts = []
+    while pending:
+        part, count = pending.pop()
+        if count == 1:
+            parts.append(part)
+            continue
+        points = centroids[part]
+        axis = int(np.argmax(points.max(axis=0) - points.min(axis=0)))
+        order = part[np.argsort(points[:, axis], kind="stable")]
+        low = count // 2
+        cut = len(order) * low // count
+        pending += [(np.sort(order[cut:]), count - low), (np.sort(order[:cut]), low)]
+    return parts
 
 
 def _uvatlas_uv(job) -> np.ndarray:
