@@ -356,13 +356,13 @@ def _xatlas_uv(vertices: np.ndarray, faces: np.ndarray, size: int, gutter: float
     if atlas.atlas_count != 1:
         raise RuntimeError(f"xatlas Error: charts spread over {atlas.atlas_count} atlases")
     width, height = atlas.width, atlas.height
+    scale = min(1.0, size / max(width, height))
     uv = np.empty((len(faces), 3, 2), np.float32)
     for index, part in enumerate(parts):
         vmapping, indices, uvs = atlas[index]
         if len(indices) != len(part):
             raise RuntimeError(f"xatlas Error: {len(indices)} faces returned for {len(part)}")
-        texels = uvs.astype(np.float64) * [width, height]
-        texels *= min(1.0, size / max(width, height))
+        texels = uvs.astype(np.float64) * [width, height] * scale
         # xatlas counts rows downwards; v is upwards in meshstyle (a vertical flip, no mirroring of
         # charts relative to each other: all flip together).
         uv[part] = np.stack([texels[:, 0] / size, 1.0 - texels[:, 1] / size], axis=-1)[indices]

@@ -43,7 +43,11 @@ ends at the same losses (within 2%) and looks the same.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.resources
+import json
+import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -52,6 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from meshstyle.common.cache import cache_root
+from meshstyle.common.io import atomic_path
 from meshstyle.config import VGG19_BLOCK_SIZES, VGG19_LAYERS
 from meshstyle.errors import InputError
 
@@ -199,13 +205,6 @@ def bfloat16_pays_off() -> bool:
 @functools.cache
 def machine_speedup(name: str, measure) -> float:
     """`measure()`'s figure for this machine, measured once and kept on disk per machine key."""
-    import hashlib
-    import json
-    import platform
-
-    from meshstyle.common.cache import cache_root
-    from meshstyle.common.io import atomic_path
-
     identity = [platform.machine(), platform.processor(), torch.__version__, str(torch.get_num_threads()),
                 *sorted(flag for flag in _cpu_flags() if flag.startswith(("avx", "amx")))]
     key = f"{name}:{hashlib.sha256(' '.join(identity).encode()).hexdigest()[:16]}"
@@ -230,8 +229,6 @@ def machine_speedup(name: str, measure) -> float:
 def _bfloat16_conv_speedup(repeats: int = 3) -> float:
     """float32 seconds / bfloat16-autocast seconds of relu3- and relu4-sized 3x3 convolutions,
     forward and backward (the best of `repeats` after a warm-up), on the CPU."""
-    import time
-
     generator = torch.Generator().manual_seed(0)
 
     def seconds(dtype: torch.dtype) -> float:
