@@ -3,6 +3,8 @@
     .venv/bin/python scripts/bench_step.py                     # step vs bare VGG at height 256
     .venv/bin/python scripts/bench_step.py --precision bfloat16 --channels-last
     .venv/bin/python scripts/bench_step.py --memory            # peak RSS of a 4096^2, 4-level run
+    .venv/bin/python scripts/bench_step.py --compare-channels-last --image-height 192 --views 13 --steps 13
+                                              # NCHW vs NHWC steps, interleaved A/B/A/B in one process
 
 The bare VGG baseline runs the same crops (same sizes, same layers) on random images, so the ratio
 is what sampling, masks, Grams, losses and the optimiser add on top of the network itself.
@@ -21,6 +23,7 @@ from meshstyle.config import StylizeConfig
 from meshstyle.stylization.optimize import InterruptFlag, accumulate_gradients, optimize, precompute_content
 from meshstyle.pipeline import prepare
 from meshstyle.stylization.texture import LaplacianTexture
+from meshstyle.stylization.vgg import load_vgg
 
 
 def main() -> None:
@@ -36,6 +39,9 @@ def main() -> None:
     parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default=None)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--memory", action="store_true", help="4096^2 texture, 4 Laplacian levels: peak RSS")
+    parser.add_argument("--compare-channels-last", action="store_true",
+                        help="median step without and with channels_last, alternating twice (docs/TRAPS.md: "
+                             "runs minutes apart mislead on a noisy machine)")
     args = parser.parse_args()
     torch.set_num_threads(2)
 
@@ -67,6 +73,10 @@ def main() -> None:
         print(f"{len(outcome.history)} steps in {time.perf_counter() - started:.1f} s; peak RSS {peak_gb:.2f} GB")
         return
 
+    if args.compare_channels_last:
+        compare_channels_last(prepared, config, args.steps)
+        return
+
     texture = LaplacianTexture(prepared.initial_tensor, config.texture.pyramid_levels)
     optimizer = torch.optim.Adam(texture.parameters(), lr=config.optim.lr)
     step_times, vgg_times = [], []
@@ -87,6 +97,30 @@ def main() -> None:
     print(f"median step {step_median:.3f} s, bare VGG {vgg_median:.3f} s, ratio {step_median / vgg_median:.2f}")
     steady = [s / v for s, v in zip(step_times, vgg_times)]
     print("per-step ratio: " + " ".join(f"{r:.2f}" for r in steady))
+
+
+def compare_channels_last(prepared, config: StylizeConfig, steps: int) -> None:
+    """Median step time with the VGG in NCHW and in NHWC layout, A/B/A/B on the same views."""
+    content_features = precompute_content(prepared.views, prepared.objective)
+    flag = InterruptFlag()
+    medians: dict[bool, list[float]] = {False: [], True: []}
+    for round_index in range(2):
+        for channels_last in (False, True):
+            prepared.objective.vgg = load_vgg(dtype=prepared.objective.vgg.compute_dtype, channels_last=channels_last)
+            texture = LaplacianTexture(prepared.initial_tensor, config.texture.pyramid_levels)
+            optimizer = torch.optim.Adam(texture.parameters(), lr=config.optim.lr)
+            times = []
+            for view_id, view in enumerate(prepared.views[:steps]):
+                started = time.perf_counter()
+                accumulate_gradients(texture, [view], [view_id], prepared.objective, content_features, flag)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                times.append(time.perf_counter() - started)
+            medians[channels_last].append(statistics.median(times[1:]))
+            print(f"round {round_index + 1}, channels_last {channels_last}: median step {medians[channels_last][-1]:.3f} s",
+                  flush=True)
+    ratios = [without / with_ for without, with_ in zip(medians[False], medians[True])]
+    print("channels_last speed-up per round: " + " ".join(f"{ratio:.2f}x" for ratio in ratios))
 
 
 def bare_vgg(objective, sizes) -> float:

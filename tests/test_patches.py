@@ -37,10 +37,11 @@ def focal_at(camera: Camera, height: int) -> float:
     return float(camera.scaled(height).K[1, 1])
 
 
-@pytest.mark.parametrize("blend, max_spread", [(1.0, 1.06), (0.5, 1.5 ** 0.5 * 1.04)])
+@pytest.mark.parametrize("blend, max_spread", [(1.0, 1.06), (0.5, 1.5 ** 0.5 * 1.04), (0.0, 1.5 * 1.04)])
 def test_level_choice_keeps_pixel_footprint_constant_in_world(blend, max_spread):
     """Linear blending keeps the footprint constant; a narrower cross-fade lets it drift by at most
-    half the unblended share of a level step (1.5**0.5 for blend 0.5), never the full 2x+ of one level."""
+    the unblended share of a level step (1.5**0.5 for blend 0.5, 1.5 for the default hard hand-over),
+    never the full 2x+ of one level."""
     raster = RasterConfig(image_height=HEIGHT, levels=3, level_scale=1.5)
     pyramid, camera = tilted_plane_pyramid(raster)
     base = pyramid.levels[0]
@@ -60,7 +61,11 @@ def test_level_choice_keeps_pixel_footprint_constant_in_world(blend, max_spread)
     # Interior pixels only: the area-downsampled shares of finer levels blur at the mask edge.
     inside[:2], inside[-2:], inside[:, :2], inside[:, -2:] = False, False, False, False
     assert int(inside.sum()) > 500
-    assert torch.allclose(total[inside], torch.ones_like(total[inside]), atol=0.08)
+    # A hard hand-over (blend 0) is a step edge, which the area resampling of the 1.5x-finer level
+    # to the base grid smears over the pixels on the hand-over line: those alone may miss 1.
+    exact = inside & ((total - 1.0).abs() < 0.08)
+    assert int(exact.sum()) >= (0.9 if blend == 0 else 1.0) * int(inside.sum())
+    inside = exact
     world_size = torch.exp(log_size[inside] / total[inside])
     wanted = reference / focal_at(camera, HEIGHT)
     spread = float(world_size.max() / world_size.min())
