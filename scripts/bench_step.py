@@ -83,12 +83,7 @@ def main() -> None:
     flag = InterruptFlag()
     content_features = precompute_content(prepared.views, prepared.objective)
     for view_id, view in enumerate(prepared.views[: args.steps]):
-        started = time.perf_counter()
-        accumulate_gradients(texture, [view], [view_id], prepared.objective, content_features, flag)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        texture.clamp_()
-        step_times.append(time.perf_counter() - started)
+        step_times.append(timed_step(texture, optimizer, prepared, view_id, content_features, flag))
         vgg_times.append(bare_vgg(prepared.objective, [t.patch.weight.shape[-2:] for t in view.targets]))
     # The first step also pays one-off allocations: the medians leave it out.
     step_median, vgg_median = statistics.median(step_times[1:]), statistics.median(vgg_times[1:])
@@ -97,6 +92,17 @@ def main() -> None:
     print(f"median step {step_median:.3f} s, bare VGG {vgg_median:.3f} s, ratio {step_median / vgg_median:.2f}")
     steady = [s / v for s, v in zip(step_times, vgg_times)]
     print("per-step ratio: " + " ".join(f"{r:.2f}" for r in steady))
+
+
+def timed_step(texture, optimizer, prepared, view_id: int, content_features, flag) -> float:
+    """Seconds of one optimisation step on view `view_id`, as `optimize` runs it."""
+    started = time.perf_counter()
+    view = prepared.views[view_id]
+    accumulate_gradients(texture, [view], [view_id], prepared.objective, content_features, flag)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    texture.clamp_()
+    return time.perf_counter() - started
 
 
 def compare_channels_last(prepared, config: StylizeConfig, steps: int) -> None:
@@ -109,13 +115,8 @@ def compare_channels_last(prepared, config: StylizeConfig, steps: int) -> None:
             prepared.objective.vgg = load_vgg(dtype=prepared.objective.vgg.compute_dtype, channels_last=channels_last)
             texture = LaplacianTexture(prepared.initial_tensor, config.texture.pyramid_levels)
             optimizer = torch.optim.Adam(texture.parameters(), lr=config.optim.lr)
-            times = []
-            for view_id, view in enumerate(prepared.views[:steps]):
-                started = time.perf_counter()
-                accumulate_gradients(texture, [view], [view_id], prepared.objective, content_features, flag)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                times.append(time.perf_counter() - started)
+            times = [timed_step(texture, optimizer, prepared, view_id, content_features, flag)
+                     for view_id in range(min(steps, len(prepared.views)))]
             medians[channels_last].append(statistics.median(times[1:]))
             print(f"round {round_index + 1}, channels_last {channels_last}: median step {medians[channels_last][-1]:.3f} s",
                   flush=True)
