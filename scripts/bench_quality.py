@@ -150,6 +150,7 @@ def ceiling_key(config: dict, style: np.ndarray, camera, texture: np.ndarray, st
     # content target does not change it; "auto" keeps the keys cached before this rule.
     loss = dict(config["loss"], content_target="auto")
     loss.pop("layout_target", None)   # the same reason: the ceiling's layout is the mesh's colours too
+    loss["tv_weight"] = 0.0   # a texture prior: the ceiling's pixels have no texture (keys as before)
     if not loss.get("layout_weight"):   # keys cached before the colour-layout term still hit while it is off
         loss.pop("layout_weight", None)
         loss.pop("layout_blur", None)

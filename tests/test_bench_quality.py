@@ -84,6 +84,8 @@ def test_ceiling_key_follows_the_loss_but_not_what_the_ceiling_never_reads():
     # The ceiling's content and layout are always the mesh's colours: the run's targets do not matter.
     assert key() == key(content_target="photo") == key(layout_target="content")
     assert key() != key(layout_weight=2.0) and key() != key(content_weight=0.5)
+    # The total-variation penalty acts on the texture, which the ceiling's pixels do not have.
+    assert key() == key(tv_weight=3.0)
     # With the layout term off, keys cached before it existed still hit.
     legacy = asdict(StylizeConfig())
     for name in ("layout_weight", "layout_blur", "layout_target"):
