@@ -107,7 +107,7 @@ class LossConfig:
     reference_depth: float = ranged(0.0, 0.0)      # metres at which the coarsest level has the stroke size; 0 = auto
     reference_depth_quantile: float = ranged(0.5, 0.0, 1.0)   # auto reference depth: this quantile of all views' depths
     level_blend: float = ranged(0.0, 0.0)          # width (in levels) of the depth cross-fade between two levels (0: a hard hand-over, README)
-    min_level_share: float = ranged(0.03, 0.0, 1.0)   # skip a view's level holding less of its style weight than this
+    min_level_share: float = ranged(0.10, 0.0, 1.0)   # a view's level holding less of its style weight than this is merged into its neighbour (README)
     patch_margin: int = ranged(16, 0, 4096)        # context pixels around each level's crop
     min_patch_size: int = ranged(48, 1, 4096)      # smallest crop side fed to VGG
     style_weights: tuple[float, ...] = ranged((1.0,), 0.0)   # mix of several styles' statistics, one weight per style (1.0 alone = equal)

@@ -11,7 +11,7 @@ import trimesh
 from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
 from meshstyle.config import LossConfig, RasterConfig
 from meshstyle.stylization.patches import (active_boxes, angle_weight, depth_weights, level_of_depth,
-                               split_by_depth)
+                               merged_levels, split_by_depth)
 from meshstyle.raster.rasterizer import Rasterizer
 
 HEIGHT, WIDTH = 96, 128
@@ -104,6 +104,40 @@ def test_patches_cover_only_their_levels_pixels_and_shares_sum_to_one():
     # The finest level's crop is a strip of its image (the far end of the floor), not the whole frame.
     finest = [p for p in patches if p.level == 2]
     assert sum(p.pixels for p in finest) < 0.7 * pyramid.levels[2].height * pyramid.levels[2].width
+
+
+def test_small_levels_merge_into_their_neighbours_and_no_surface_loses_its_weight():
+    raster = RasterConfig(image_height=HEIGHT, levels=3, level_scale=1.5)
+    pyramid, _ = tilted_plane_pyramid(raster)
+    base = pyramid.levels[0]
+    reference = float(torch.quantile(base.depth[base.mask], 0.3))
+
+    def weighted_cells(min_level_share: float) -> tuple[set[int], torch.Tensor]:
+        config = LossConfig(depth_aware=True, angle_aware=True, min_level_share=min_level_share,
+                            patch_margin=4, min_patch_size=16)
+        patches = split_by_depth(pyramid, config, reference)
+        assert math.isclose(sum(p.share for p in patches), 1.0, rel_tol=1e-6)
+        cells = torch.zeros(64 * 64, dtype=torch.bool)
+        for patch in patches:
+            cell = (patch.uv.clamp(0, 1 - 1e-6) * 64).long()
+            index = (cell[..., 1] * 64 + cell[..., 0]).reshape(-1)
+            cells[index[patch.weight.reshape(-1) > 0]] = True
+        return {p.level for p in patches}, cells
+
+    every_level, every_cell = weighted_cells(0.0)
+    few_levels, merged_cells = weighted_cells(0.5)
+    assert every_level == {0, 1, 2} and len(few_levels) < 3
+    # The merged levels' surface is still painted, by the level that took its pixels over.
+    assert int((every_cell & ~merged_cells).sum()) <= 0.01 * int(every_cell.sum())
+
+
+def test_merged_levels_go_to_the_nearest_kept_level_coarser_on_a_tie():
+    assert merged_levels([0.5, 0.02, 0.48], 0.1) == {0: (1,), 2: ()}   # a tie: the coarser level
+    assert merged_levels([0.05, 0.9, 0.05], 0.1) == {1: (0, 2)}
+    assert merged_levels([0.6, 0.3, 0.05, 0.05], 0.1) == {0: (), 1: (2, 3)}
+    # None large enough: the largest (the first of equals) takes all; an empty level serves nothing.
+    assert merged_levels([0.0, 0.3, 0.3, 0.3], 0.5) == {1: (2, 3)}
+    assert merged_levels([0.5, 0.5], 0.0) == {0: (), 1: ()}
 
 
 def test_two_d_ablation_uses_one_level_with_uniform_weights():

@@ -25,7 +25,8 @@ near ones to the coarse level; beyond the pyramid's range the nearest end level 
 
 VGG then runs per level only on the bounding box(es) of the pixels with weight at that level, plus
 a margin of context, instead of on whole frames (docs/TRAPS.md: whole-frame VGG at a third level cost
-2.5x for 3% of the pixels). Levels holding too small a share of the view's weight are skipped.
+2.5x for 3% of the pixels). A level holding less than `min_level_share` of the view's weight is
+merged into the nearest level that holds more: its pixels are seen at that level's size.
 
 Angle. Surfaces seen at a grazing angle are stretched in the image, so a stroke painted there would
 be smeared along the surface. Like StyleMesh, pixels whose view ray meets the normal at more than
@@ -95,8 +96,10 @@ def level_of_depth(depth: torch.Tensor, reference: float, heights: Sequence[int]
     return level
 
 
-def depth_weights(pyramid: ViewPyramid, level: int, reference: float, blend: float = 1.0) -> torch.Tensor:
-    """(H,W) share of each pixel of the pyramid's `level` that belongs to that level.
+def depth_weights(pyramid: ViewPyramid, level: int, reference: float, blend: float = 1.0,
+                  serves: Sequence[int] = ()) -> torch.Tensor:
+    """(H,W) share of each pixel of the pyramid's `level` that belongs to that level, plus the
+    shares of the levels in `serves` (small levels merged into this one, see `split_by_depth`).
 
     `blend` is the width, in levels, of the cross-fade centred half-way between two levels: 1 is
     the plain linear interpolation, smaller values give each level more pixels of its own (and VGG
@@ -104,9 +107,26 @@ def depth_weights(pyramid: ViewPyramid, level: int, reference: float, blend: flo
     """
     fragments = pyramid.levels[level]
     wanted = level_of_depth(fragments.depth, reference, pyramid.heights)
-    distance = (wanted - level).abs()
-    share = ((0.5 - distance) / max(blend, 1e-6) + 0.5).clamp(0.0, 1.0)
-    return share * fragments.mask.to(torch.float32)
+    share = torch.zeros_like(wanted)
+    for served in (level, *serves):
+        share += ((0.5 - (wanted - served).abs()) / max(blend, 1e-6) + 0.5).clamp(0.0, 1.0)
+    return share.clamp(max=1.0) * fragments.mask.to(torch.float32)
+
+
+def merged_levels(areas: Sequence[float], min_share: float) -> dict[int, tuple[int, ...]]:
+    """Which levels get crops, and the small levels each one also serves: a level holding less
+    than `min_share` of the view's weight hands its pixels to the nearest level that holds more
+    (the coarser one on a tie, which costs less), so no pixel loses its style gradient. The
+    largest level is always kept."""
+    total = sum(areas)
+    kept = [index for index, area in enumerate(areas) if area > 0 and area >= min_share * total]
+    if not kept:
+        kept = [max(range(len(areas)), key=lambda index: areas[index])]
+    serves: dict[int, list[int]] = {index: [] for index in kept}
+    for index, area in enumerate(areas):
+        if area > 0 and index not in serves:
+            serves[min(kept, key=lambda k: (abs(k - index), k))].append(index)
+    return {index: tuple(small) for index, small in serves.items()}
 
 
 def reference_depth(pyramids: list[ViewPyramid], config: LossConfig) -> float:
@@ -146,29 +166,30 @@ def split_by_depth(pyramid: ViewPyramid, config: LossConfig, reference: float,
     gradient) come from its own pixels alone. Regions in `skip` (keep) get no patch."""
     levels = pyramid.levels if config.depth_aware else pyramid.levels[:1]
     base_height = pyramid.levels[0].height
-    weights: list[torch.Tensor] = []
-    region_maps: list[torch.Tensor | None] = []
-    for index, fragments in enumerate(levels):
-        share = depth_weights(pyramid, index, reference, config.level_blend) \
+
+    def level_weight(index: int, serves: Sequence[int] = ()) -> torch.Tensor:
+        fragments = levels[index]
+        share = depth_weights(pyramid, index, reference, config.level_blend, serves) \
             if config.depth_aware else fragments.mask.to(torch.float32)
         weight = share * angle_weight(fragments, config)
-        region_map = None
         if face_region is not None:
-            region_map = torch.where(fragments.mask, face_region[fragments.face_id.clamp_min(0)],
-                                     torch.full_like(fragments.face_id, -1))
             for region in skip:
-                weight = weight * (region_map != region)
-        weights.append(weight)
-        region_maps.append(region_map)
+                weight = weight * (region_maps[index] != region)
+        return weight
+
+    region_maps = [None if face_region is None else
+                   torch.where(fragments.mask, face_region[fragments.face_id.clamp_min(0)],
+                               torch.full_like(fragments.face_id, -1)) for fragments in levels]
     # Compare levels in coarsest-level pixel units: a level-k pixel is (h_0/h_k)^2 of one.
-    area = [float(w.sum()) * (base_height / f.height) ** 2 for w, f in zip(weights, levels)]
-    total = sum(area)
+    area = [float(level_weight(index).sum()) * (base_height / fragments.height) ** 2
+            for index, fragments in enumerate(levels)]
     patches: list[LevelPatch] = []
-    if total <= 0:
+    if sum(area) <= 0:
         return patches
-    for index, (fragments, weight) in enumerate(zip(levels, weights)):
-        if area[index] < config.min_level_share * total:
-            continue
+    # A level with few pixels still costs a VGG pass over the bounding boxes of its scattered
+    # pixels: merged into the nearest kept level, those pixels are seen at its size instead.
+    for index, serves in sorted(merged_levels(area, config.min_level_share).items()):
+        fragments, weight = levels[index], level_weight(index, serves)
         pixel_area = (base_height / fragments.height) ** 2
         region_map = region_maps[index]
         for region, region_weight, covered in _by_region(weight, fragments.mask, region_map):
@@ -185,7 +206,6 @@ def split_by_depth(pyramid: ViewPyramid, config: LossConfig, reference: float,
                     footprint=fragments.footprint[y0:y1, x0:x1].contiguous(),
                     mask=covered[y0:y1, x0:x1].contiguous(),
                     share=float(crop_weight.sum()) * pixel_area, region=region))
-    # Skipped levels drop out, so the kept patches share the view's weight among themselves.
     kept = sum(patch.share for patch in patches)
     for patch in patches:
         patch.share /= kept
