@@ -180,16 +180,18 @@ def split_by_depth(pyramid: ViewPyramid, config: LossConfig, reference: float,
     region_maps = [None if face_region is None else
                    torch.where(fragments.mask, face_region[fragments.face_id.clamp_min(0)],
                                torch.full_like(fragments.face_id, -1)) for fragments in levels]
+    own_weights = [level_weight(index) for index in range(len(levels))]
     # Compare levels in coarsest-level pixel units: a level-k pixel is (h_0/h_k)^2 of one.
-    area = [float(level_weight(index).sum()) * (base_height / fragments.height) ** 2
-            for index, fragments in enumerate(levels)]
+    area = [float(weight.sum()) * (base_height / fragments.height) ** 2
+            for weight, fragments in zip(own_weights, levels)]
     patches: list[LevelPatch] = []
     if sum(area) <= 0:
         return patches
     # A level with few pixels still costs a VGG pass over the bounding boxes of its scattered
     # pixels: merged into the nearest kept level, those pixels are seen at its size instead.
     for index, serves in sorted(merged_levels(area, config.min_level_share).items()):
-        fragments, weight = levels[index], level_weight(index, serves)
+        fragments = levels[index]
+        weight = level_weight(index, serves) if serves else own_weights[index]
         pixel_area = (base_height / fragments.height) ** 2
         region_map = region_maps[index]
         for region, region_weight, covered in _by_region(weight, fragments.mask, region_map):
