@@ -65,8 +65,9 @@ class CameraConfig:
 
 @dataclass
 class RasterConfig:
-    image_height: int = ranged(192, 16, 8192)      # height of the coarsest pyramid level
-    levels: int = ranged(3, 1, 16)                 # pyramid levels; level k has height image_height * level_scale**k
+    image_height: int = ranged(192, 16, 8192)      # height of generated cameras and of the level that sees the reference depth
+    levels: int = ranged(3, 1, 16)                 # pyramid levels from image_height up; level k has height image_height * level_scale**k
+    near_levels: int = ranged(1, 0, 16)            # coarser levels below image_height, for surfaces nearer than the reference depth (README)
     level_scale: float = ranged(1.5, 1.0, 8.0, above=True)   # height ratio of neighbouring pyramid levels
     cache_dir: str | None = None       # default: ~/.cache/meshstyle/fragments
 
@@ -104,7 +105,7 @@ class LossConfig:
     depth_aware: bool = True           # strokes keep one world size at every depth (pyramid levels)
     angle_aware: bool = True           # weight pixels by cos(view angle), none beyond the threshold
     angle_threshold_deg: float = ranged(75.0, 0.0, 90.0, above=True)   # beyond this view angle, pixels get no gradient
-    reference_depth: float = ranged(0.0, 0.0)      # metres at which the coarsest level has the stroke size; 0 = auto
+    reference_depth: float = ranged(0.0, 0.0)      # metres seen at raster.image_height with the wanted stroke size; 0 = auto
     reference_depth_quantile: float = ranged(0.5, 0.0, 1.0)   # auto reference depth: this quantile of all views' depths
     level_blend: float = ranged(0.0, 0.0)          # width (in levels) of the depth cross-fade between two levels (0: a hard hand-over, README)
     min_level_share: float = ranged(0.10, 0.0, 1.0)   # a view's level holding less of its style weight than this is merged into its neighbour (README)
@@ -185,6 +186,7 @@ FLAG_KEYS = {
     "angle_aware": "loss.angle_aware",
     "reference_depth": "loss.reference_depth",
     "levels": "raster.levels",
+    "near_levels": "raster.near_levels",
     "lr": "optim.lr",
     "holdout": "cameras.holdout",
     "fov": "cameras.fov_deg",

@@ -60,6 +60,7 @@ def quick_config() -> StylizeConfig:
     config.cameras.holdout = 2
     config.raster.image_height = 96
     config.raster.levels = 2
+    config.raster.near_levels = 0
     config.texture.size = 512
     config.loss.style_scales = (1.0,)
     config.loss.style_size = 192
@@ -268,12 +269,14 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
         holdout_pyramids = view_pyramids(rasterizer, [view.camera for view in holdout], heights,
                                          cache_dir=config.raster.cache_dir)
         texels = texel_points(scene.vertices, scene.faces, atlas.uv, size)
-        seen = seen_mask(texels, [pyramid.camera.scaled(pyramid.levels[0].height) for pyramid in pyramids],
-                         [pyramid.levels[0] for pyramid in pyramids])
+        # Judged at the cameras' own height: a near level's coarser pixels would miss thin parts.
+        at = reference_level(config)
+        seen = seen_mask(texels, [pyramid.camera.scaled(pyramid.levels[at].height) for pyramid in pyramids],
+                         [pyramid.levels[at] for pyramid in pyramids])
 
     with stage("targets", timings):
         vgg = load_vgg(device=device, dtype=vgg_dtype(config), channels_last=config.optim.channels_last)
-        depth_reference = reference_depth(pyramids, config.loss)
+        depth_reference = reference_depth(pyramids, config.loss, config.raster.image_height)
         focal = level0_focal([view.camera for view in train], heights[0])
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         weights = blend_weights(len(styles), config.loss.style_weights)
@@ -336,7 +339,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
         "holdout_views": len(holdout),
         "dropped_views": dropped,
         "seams": seams.info(),
-        "coverage": float(np.mean([float(p.levels[0].mask.float().mean()) for p in pyramids])),
+        "coverage": float(np.mean([float(p.levels[reference_level(config)].mask.float().mean()) for p in pyramids])),
         "content_target": content_source,
         "reference_depth_m": depth_reference,
         # The width of surface the whole style image covers (scale 1): the world size of its strokes.
@@ -709,10 +712,29 @@ def split_for_coverage(views: list[View], config: StylizeConfig, rasterizer: Ras
     return train, [rest[i] for i in held]
 
 
+# VGG-19 pools four times before relu5_1: an image less than 16 px high has no features there.
+MIN_LEVEL_HEIGHT = 16
+
+
 def pyramid_heights(config: StylizeConfig) -> list[int]:
+    """Level heights, coarsest first: `near_levels` below `image_height` (those at least
+    MIN_LEVEL_HEIGHT high), then `levels` from it up."""
     raster = config.raster
-    levels = raster.levels if config.loss.depth_aware else 1
-    return [int(round(raster.image_height * raster.level_scale ** k)) for k in range(max(1, levels))]
+    if not config.loss.depth_aware:
+        return [raster.image_height]
+    return _near_heights(config) + [int(round(raster.image_height * raster.level_scale ** k))
+                                    for k in range(max(1, raster.levels))]
+
+
+def _near_heights(config: StylizeConfig) -> list[int]:
+    raster = config.raster
+    heights = [int(round(raster.image_height * raster.level_scale ** -k)) for k in range(raster.near_levels, 0, -1)]
+    return [height for height in heights if height >= MIN_LEVEL_HEIGHT]
+
+
+def reference_level(config: StylizeConfig) -> int:
+    """Index, in `pyramid_heights`, of the level `image_height` high (where the reference depth is seen)."""
+    return len(_near_heights(config)) if config.loss.depth_aware else 0
 
 
 def vgg_dtype(config: StylizeConfig) -> torch.dtype:

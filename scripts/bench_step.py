@@ -33,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image-height", type=int, default=256)
     parser.add_argument("--levels", type=int, default=None)
+    parser.add_argument("--near-levels", type=int, default=None)
     parser.add_argument("--texture-size", type=int, default=1024)
     parser.add_argument("--views", type=int, default=6)
     parser.add_argument("--steps", type=int, default=6)
@@ -51,6 +52,8 @@ def main() -> None:
     config.raster.image_height = args.image_height
     if args.levels is not None:
         config.raster.levels = args.levels
+    if args.near_levels is not None:
+        config.raster.near_levels = args.near_levels
     config.texture.size = 4096 if args.memory else args.texture_size
     if args.memory:
         config.texture.pyramid_levels = 4
@@ -60,7 +63,7 @@ def main() -> None:
     config.optim.iters = args.steps
     prepared = prepare(scenes.demo_room(0), "strokes", config)
     print(f"texture {config.texture.size}^2 x {config.texture.pyramid_levels} layers, image height "
-          f"{config.raster.image_height}, levels {config.raster.levels}, precision {config.optim.precision}, "
+          f"{config.raster.image_height}, levels {config.raster.levels} (+{config.raster.near_levels} near), precision {config.optim.precision}, "
           f"channels_last {config.optim.channels_last}, threads {torch.get_num_threads()}")
     print(f"patches/view {prepared.info['patches_per_view']:.2f}, crop pixels/view "
           f"{prepared.info['patch_pixels_per_view']:.0f}, by level {prepared.info['level_pixels']}")

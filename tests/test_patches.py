@@ -17,7 +17,7 @@ from meshstyle.raster.rasterizer import Rasterizer
 HEIGHT, WIDTH = 96, 128
 
 
-def tilted_plane_pyramid(raster: RasterConfig, tilt_deg: float = 70.0):
+def tilted_plane_pyramid(raster: RasterConfig, tilt_deg: float = 70.0, heights: list[int] | None = None):
     """A 20 m x 20 m floor seen from 1.5 m up, looking down at the floor at a shallow angle,
     so depth grows from the bottom of the image to the top."""
     plane = trimesh.creation.box(extents=(20.0, 20.0, 0.01))
@@ -29,7 +29,7 @@ def tilted_plane_pyramid(raster: RasterConfig, tilt_deg: float = 70.0):
     target = eye + np.array([0.0, math.cos(pitch), -math.sin(pitch)])
     camera = Camera(K=intrinsics_from_fov(WIDTH, HEIGHT, 60.0), cam_to_world=look_at(eye, target),
                     width=WIDTH, height=HEIGHT)
-    heights = [int(round(HEIGHT * raster.level_scale ** k)) for k in range(raster.levels)]
+    heights = heights or [int(round(HEIGHT * raster.level_scale ** k)) for k in range(raster.levels)]
     return rasterizer.pyramid(camera, heights), camera
 
 
@@ -212,3 +212,49 @@ def test_level_of_depth_follows_the_pyramids_own_heights():
     uneven = level_of_depth(torch.tensor([2.0, 3.0, 1.5]), 1.0, [96, 144, 288])
     assert torch.allclose(uneven, torch.tensor([1.0 + math.log(192 / 144) / math.log(2.0), 2.0, 1.0]), atol=1e-6)
     assert torch.all(level_of_depth(depth, 1.0, [96]) == 0.0)
+
+
+@pytest.mark.parametrize("near_levels", [0, 1])
+def test_near_levels_give_surfaces_nearer_than_the_reference_depth_a_coarser_level(near_levels):
+    """The reference depth is seen at raster.image_height; with a near level below it, surfaces up
+    to 1.5x nearer are seen coarser, so a pixel spans the same metres there too. Without one they
+    all fall to image_height and their pixels (and strokes) shrink with their depth."""
+    from meshstyle.config import StylizeConfig
+    from meshstyle.pipeline import pyramid_heights, reference_level
+    from meshstyle.stylization.patches import reference_depth
+
+    config = StylizeConfig()
+    config.raster = RasterConfig(image_height=HEIGHT, levels=2, level_scale=1.5, near_levels=near_levels)
+    heights = pyramid_heights(config)
+    assert len(heights) == 2 + near_levels and heights[reference_level(config)] == HEIGHT
+    pyramid, camera = tilted_plane_pyramid(config.raster, heights=heights)
+    base = pyramid.levels[0]
+    median = float(torch.quantile(base.depth[base.mask], 0.5))
+    d0 = reference_depth([pyramid], config.loss, HEIGHT)
+    assert d0 == pytest.approx(median * heights[0] / HEIGHT, rel=0.05)
+    at_reference = level_of_depth(torch.tensor([median]), d0, heights)
+    assert float(at_reference) == pytest.approx(reference_level(config), abs=0.06)
+    # Metres per pixel at the (continuous) level each depth wants, for depths 1.5x nearer up to the median.
+    depths = torch.linspace(median / 1.5, median, 9)
+    height = heights[0] * 1.5 ** level_of_depth(depths, d0, heights)
+    metres = depths / (camera.K[1, 1] * height / camera.height)
+    spread = float(metres.max() / metres.min())
+    if near_levels:
+        assert spread < 1.02
+    else:
+        assert spread == pytest.approx(1.5, rel=0.02)
+
+
+def test_near_levels_stop_at_the_height_vgg_still_has_relu5_features_at():
+    """A 16-px --image-height (its lowest allowed) gets no near level: 11 px would leave relu5_1
+    empty and the run would fail in VGG."""
+    from meshstyle.config import StylizeConfig
+    from meshstyle.pipeline import MIN_LEVEL_HEIGHT, pyramid_heights, reference_level
+
+    config = StylizeConfig()
+    config.raster.image_height, config.raster.near_levels = 16, 2
+    assert pyramid_heights(config)[0] == 16 and reference_level(config) == 0
+    config.raster.image_height = 36   # 16 and 24 px below it: both kept
+    heights = pyramid_heights(config)
+    assert heights[:3] == [16, 24, 36] and reference_level(config) == 2
+    assert min(heights) >= MIN_LEVEL_HEIGHT

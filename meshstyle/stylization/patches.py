@@ -129,23 +129,26 @@ def merged_levels(areas: Sequence[float], min_share: float) -> dict[int, tuple[i
     return {index: tuple(small) for index, small in serves.items()}
 
 
-def reference_depth(pyramids: list[ViewPyramid], config: LossConfig) -> float:
+def reference_depth(pyramids: list[ViewPyramid], config: LossConfig, reference_height: int) -> float:
     """The scene-wide depth d_0 at which the coarsest level has the wanted stroke size.
 
-    `config.reference_depth` > 0 fixes it in metres; otherwise it is the
-    `reference_depth_quantile` of the covered depths of all views, so that share of the pixels is
-    seen at the coarse level (or nearer) and the rest climbs the pyramid with distance.
+    The wanted size is the one the level `reference_height` pixels high (`raster.image_height`)
+    gives at the reference depth: `config.reference_depth` metres if > 0, otherwise the
+    `reference_depth_quantile` of the covered depths of all views. Coarser levels below it
+    (`raster.near_levels`) serve the surfaces nearer than that, which a pyramid starting at
+    `reference_height` would see at its coarsest size with strokes shrinking with their depth.
+    d_0 is that depth times h_0 / reference_height.
 
-    With `config.style_extent` (strokes of one world size) that depth is put at the pyramid's
-    middle (in log-height) instead: pixels nearer than d_0 all fall to the coarsest level, where
+    With `config.style_extent` (strokes of one world size) the quantile depth is put at the
+    pyramid's middle (in log-height) instead: pixels nearer than d_0 all fall to the coarsest level, where
     strokes shrink with their depth, so a d_0 at the median left the near half of the surface with
     strokes up to 1/s smaller; centred, the levels serve the depths on both sides of the median.
     """
+    heights = pyramids[0].heights if pyramids else [reference_height]
+    centre = reference_height / heights[0]
     if config.reference_depth > 0:
-        return float(config.reference_depth)
-    centre = 1.0
+        return float(config.reference_depth) / centre
     if config.style_extent > 0 and config.depth_aware and pyramids:
-        heights = pyramids[0].heights
         centre = math.sqrt(heights[-1] / heights[0])
     depths = [p.levels[0].depth[p.levels[0].mask] for p in pyramids]
     depths = torch.cat([d.reshape(-1) for d in depths]) if depths else torch.zeros(0)
