@@ -117,7 +117,7 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    iters: int = ranged(140, 1, 1_000_000)         # optimisation steps (140: demo < 3 min, a 200k-triangle scan < 5 min on 2 cores)
+    iters: int = ranged(120, 1, 1_000_000)         # optimisation steps (120: demo < 3 min, a 200k-triangle scan < 5 min on 2 cores)
     lr: float = ranged(0.01, 0.0, above=True)      # Adam learning rate at the start (0.01 with the colour layout: README)
     lr_decay: float = ranged(0.1, 0.0, above=True)   # final lr = lr * lr_decay (exponential)
     views_per_step: int = ranged(0, 1, 4096, also=(0,))   # views whose losses are summed in one step (0 = auto: 1 on a CPU, 4 on a GPU)
