@@ -9,9 +9,10 @@ import torch
 import trimesh
 
 from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
-from meshstyle.config import LossConfig, RasterConfig
+from meshstyle.config import LossConfig, RasterConfig, StylizeConfig
+from meshstyle.pipeline import MIN_LEVEL_HEIGHT, pyramid_heights, reference_level
 from meshstyle.stylization.patches import (active_boxes, angle_weight, depth_weights, level_of_depth,
-                               merged_levels, split_by_depth)
+                               merged_levels, reference_depth, split_by_depth)
 from meshstyle.raster.rasterizer import Rasterizer
 
 HEIGHT, WIDTH = 96, 128
@@ -219,10 +220,6 @@ def test_near_levels_give_surfaces_nearer_than_the_reference_depth_a_coarser_lev
     """The reference depth is seen at raster.image_height; with a near level below it, surfaces up
     to 1.5x nearer are seen coarser, so a pixel spans the same metres there too. Without one they
     all fall to image_height and their pixels (and strokes) shrink with their depth."""
-    from meshstyle.config import StylizeConfig
-    from meshstyle.pipeline import pyramid_heights, reference_level
-    from meshstyle.stylization.patches import reference_depth
-
     config = StylizeConfig()
     config.raster = RasterConfig(image_height=HEIGHT, levels=2, level_scale=1.5, near_levels=near_levels)
     heights = pyramid_heights(config)
@@ -248,9 +245,6 @@ def test_near_levels_give_surfaces_nearer_than_the_reference_depth_a_coarser_lev
 def test_near_levels_stop_at_the_height_vgg_still_has_relu5_features_at():
     """A 16-px --image-height (its lowest allowed) gets no near level: 11 px would leave relu5_1
     empty and the run would fail in VGG."""
-    from meshstyle.config import StylizeConfig
-    from meshstyle.pipeline import MIN_LEVEL_HEIGHT, pyramid_heights, reference_level
-
     config = StylizeConfig()
     config.raster.image_height, config.raster.near_levels = 16, 2
     assert pyramid_heights(config)[0] == 16 and reference_level(config) == 0
