@@ -270,9 +270,9 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
                                          cache_dir=config.raster.cache_dir)
         texels = texel_points(scene.vertices, scene.faces, atlas.uv, size)
         # Judged at the cameras' own height: a near level's coarser pixels would miss thin parts.
-        at = reference_level(config)
-        seen = seen_mask(texels, [pyramid.camera.scaled(pyramid.levels[at].height) for pyramid in pyramids],
-                         [pyramid.levels[at] for pyramid in pyramids])
+        camera_level = reference_level(config)
+        seen = seen_mask(texels, [pyramid.camera.scaled(pyramid.levels[camera_level].height) for pyramid in pyramids],
+                         [pyramid.levels[camera_level] for pyramid in pyramids])
 
     with stage("targets", timings):
         vgg = load_vgg(device=device, dtype=vgg_dtype(config), channels_last=config.optim.channels_last)
@@ -339,7 +339,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
         "holdout_views": len(holdout),
         "dropped_views": dropped,
         "seams": seams.info(),
-        "coverage": float(np.mean([float(p.levels[reference_level(config)].mask.float().mean()) for p in pyramids])),
+        "coverage": float(np.mean([float(p.levels[camera_level].mask.float().mean()) for p in pyramids])),
         "content_target": content_source,
         "reference_depth_m": depth_reference,
         # The width of surface the whole style image covers (scale 1): the world size of its strokes.
