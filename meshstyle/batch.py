@@ -167,7 +167,7 @@ def share_atlases(jobs_file: JobsFile, world: distributed.World) -> None:
     from meshstyle.common import distributed
     from meshstyle.atlas.unwrap import make_atlas, remember_atlas
     from meshstyle.inputs.load import load_scene
-    from meshstyle.atlas.texture_size import default_texture_size
+    from meshstyle.atlas.texture_size import pack_size
 
     if not world.enabled:
         return
@@ -180,7 +180,7 @@ def share_atlases(jobs_file: JobsFile, world: distributed.World) -> None:
         try:
             with distributed.local_only():
                 scene = load_scene(spec, config.scene)
-                size = config.texture.size or default_texture_size(scene, config.texture.texels_per_metre)
+                size = pack_size(scene, config.texture.size, config.texture.texels_per_metre, config.texture.max_size)
                 made.append((spec, size, make_atlas(scene, size, config.scene)))
         except MeshstyleError:
             continue   # the job itself reports it in the table

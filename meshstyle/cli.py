@@ -460,7 +460,7 @@ def _owned_out_dir(out: Path, *, resume: bool, overwrite: bool, config) -> Itera
 def _run_bytes(config) -> int:
     """A generous estimate of a run folder's size: the checkpoint (texture layers with Adam's two
     moments, a third more for the Laplacian layers), the PNGs, GLB and OBJ, and the views."""
-    side = config.texture.size or 2048
+    side = config.texture.size or config.texture.max_size
     texels = side * side
     return int(texels * 3 * 4 * 3 * 4 / 3 + texels * 3 * 4 + 8 * 2**20)
 

@@ -37,7 +37,8 @@ from meshstyle.common.progress import log, progress
 from meshstyle.outputs.provenance import style_record
 from meshstyle.raster.rasterizer import Rasterizer, view_pyramids
 from meshstyle.outputs.run_folder import StylizeResult
-from meshstyle.atlas.texture_size import default_texture_size
+from meshstyle.atlas.texture_size import pack_size
+from meshstyle.views.texel_density import view_texture_size
 from meshstyle.stylization.photo_targets import content_target
 from meshstyle.views.frame_selection import select_frames
 from meshstyle.geometry.camera import Camera
@@ -233,19 +234,19 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
     content_source = content_source_for(scene, config)
     plan = resolve_regions(scene, config.regions.styles, config.regions.labels)
     timings: dict[str, float] = {}
+    texture = config.texture
+    # Without a side or a density in the config, the side comes from the views (`view_texture_size`):
+    # the atlas is unwrapped for the smallest side it may get, and a resumed run keeps its own.
+    from_views = not texture.size and texture.texels_per_metre <= 0 and atlas is None
     with stage("atlas", timings):
-        size = config.texture.size or default_texture_size(scene, config.texture.texels_per_metre)
+        if atlas is not None and not texture.size:
+            size = atlas.size
+        else:
+            size = pack_size(scene, texture.size, texture.texels_per_metre, texture.max_size)
         if atlas is None or atlas.size != size:
             if atlas is not None:
                 raise InputError("texture.size", f"is {size}, but the run being resumed used {atlas.size}")
             atlas = make_atlas(scene, size, config.scene)
-        seams = seam_fill_for(scene.vertices, scene.faces, atlas.uv, size)
-        # The mesh's own colours continue across the seams too, so the content target has no seams.
-        initial = np.ascontiguousarray(fill_seams_numpy(bake_texture(scene, atlas, size), seams), dtype=np.float32)
-        regions = None
-        if plan is not None:
-            regions = texel_regions(atlas.uv, size, plan.face_region, plan.keep, plan.painted)
-            seams = restrict_seams(seams, regions)
 
     with stage("cameras", timings):
         rasterizer = Rasterizer(scene.vertices, scene.faces, atlas.uv)
@@ -268,15 +269,30 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
                                  cache_dir=config.raster.cache_dir)
         holdout_pyramids = view_pyramids(rasterizer, [view.camera for view in holdout], heights,
                                          cache_dir=config.raster.cache_dir)
+        depth_reference = reference_depth(pyramids, config.loss, config.raster.image_height)
+        camera_level = reference_level(config)
+        if from_views:
+            size, wanted = view_texture_size(pyramids, camera_level, depth_reference, texture.texels_per_pixel,
+                                             size, texture.max_size)
+            log(f"texture: {size}^2 ({wanted:.0f}^2 gives the views {texture.texels_per_pixel:g} texels per "
+                f"painted pixel)")
+            atlas = atlas.at_size(size)
+
+    with stage("texels", timings):
+        seams = seam_fill_for(scene.vertices, scene.faces, atlas.uv, size)
+        # The mesh's own colours continue across the seams too, so the content target has no seams.
+        initial = np.ascontiguousarray(fill_seams_numpy(bake_texture(scene, atlas, size), seams), dtype=np.float32)
+        regions = None
+        if plan is not None:
+            regions = texel_regions(atlas.uv, size, plan.face_region, plan.keep, plan.painted)
+            seams = restrict_seams(seams, regions)
         texels = texel_points(scene.vertices, scene.faces, atlas.uv, size)
         # Judged at the cameras' own height: a near level's coarser pixels would miss thin parts.
-        camera_level = reference_level(config)
         seen = seen_mask(texels, [pyramid.camera.scaled(pyramid.levels[camera_level].height) for pyramid in pyramids],
                          [pyramid.levels[camera_level] for pyramid in pyramids])
 
     with stage("targets", timings):
         vgg = load_vgg(device=device, dtype=vgg_dtype(config), channels_last=config.optim.channels_last)
-        depth_reference = reference_depth(pyramids, config.loss, config.raster.image_height)
         focal = level0_focal([view.camera for view in train], heights[0])
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         weights = blend_weights(len(styles), config.loss.style_weights)

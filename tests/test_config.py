@@ -22,6 +22,8 @@ BAD_VALUES = {
     "texture.size": "8",
     "texture.pyramid_levels": "0",
     "texture.texels_per_metre": "-1",
+    "texture.texels_per_pixel": "0",
+    "texture.max_size": "32",
     "raster.image_height": "4",
     "raster.levels": "0",
     "raster.level_scale": "1",

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import importlib.util
@@ -65,6 +65,12 @@ class Atlas:
     method: str                 # "kept" | "xatlas" | "uvatlas" | "projected"
     seconds: float              # time this call took (a cache hit is fast)
     cached: bool = False        # read from the on-disk atlas cache
+
+    def at_size(self, size: int) -> "Atlas":
+        """The same UVs for a texture of side `size` >= the packed one (gutters widen, never shrink)."""
+        if size < self.size:
+            raise ValueError(f"an atlas packed for {self.size}^2 texels cannot be used at {size}^2: its gutters would shrink")
+        return replace(self, size=size, texels_per_metre=self.texels_per_metre * size / self.size)
 
 
 def atlas_info(atlas: Atlas) -> dict:
