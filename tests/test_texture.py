@@ -7,7 +7,7 @@ import torch
 
 from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
 from meshstyle.raster.rasterizer import Rasterizer
-from meshstyle.stylization.texture import LaplacianTexture, mip_level, mip_pyramid, sample, uv_to_grid
+from meshstyle.stylization.texture import MIP_BIAS, LaplacianTexture, mip_level, mip_pyramid, sample, uv_to_grid
 
 RED, GREEN, BLUE, YELLOW = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0)
 
@@ -121,7 +121,7 @@ def test_mip_level_grows_with_depth_on_a_receding_plane():
     assert footprint[order][-1] > 8 * footprint[order][0]
 
     image = sample(checker, fragments.uv, fragments.footprint, fragments.mask)[0]
-    level = torch.log2(fragments.footprint * size)
+    level = torch.log2(fragments.footprint * size) + MIP_BIAS   # the level read
     coarse = fragments.mask & (level >= 1.0)
     fine = fragments.mask & (level < -0.5)
     assert coarse.sum() > 100 and fine.sum() > 100
@@ -134,7 +134,8 @@ def test_mip_level_grows_with_depth_on_a_receding_plane():
 
 def test_mip_level_of_numpy_and_torch_footprints_agree():
     footprint = np.array([0.0, 1e-6, 1 / 512, 1 / 256, 0.01, 0.3, 1.0, 50.0, np.inf, np.nan, -1.0], np.float32)
-    expected = np.array([0, 0, 0, 0, np.log2(2.56), np.log2(76.8), 8, 8, 8, 0, 0], np.float32)
+    expected = np.array([0, 0, 0, 0, np.log2(2.56) + MIP_BIAS, np.log2(76.8) + MIP_BIAS, 8 + MIP_BIAS, 8, 8, 0, 0],
+                        np.float32)
     from_torch = mip_level(torch.from_numpy(footprint), 256, 9).numpy()
     from_numpy = mip_level(footprint.copy(), 256, 9)
     assert isinstance(from_numpy, np.ndarray)
@@ -161,12 +162,33 @@ def test_batched_views_match_single_views():
     assert not leaf.grad.any()
 
 
-def test_mip_pyramid_averages_two_by_two():
-    texture = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(2, 4, 4)
-    pyramid = mip_pyramid(texture, 3)
-    assert [tuple(level.shape) for level in pyramid] == [(2, 4, 4), (2, 2, 2), (2, 1, 1)]
-    torch.testing.assert_close(pyramid[1][:, 0, 0], texture[:, :2, :2].mean((1, 2)))
-    torch.testing.assert_close(pyramid[2][:, 0, 0], texture.mean((1, 2)))
+def test_mip_pyramid_filters_with_the_tent():
+    """Each level is the previous one through [1,3,3,1]/8 per axis, halved: an impulse spreads
+    over 4x4 texels of the finer level, a constant stays constant, odd sides round up."""
+    impulse = torch.zeros(1, 8, 8)
+    impulse[0, 3, 4] = 64.0
+    half = mip_pyramid(impulse, 2)[1][0]
+    tent = [1.0, 3.0, 3.0, 1.0]
+    # Half-size texel i reads texels 2i-1 .. 2i+2 with the tent's weights, so texel 3 gets tap 4-2i.
+    expected = torch.tensor([[tent[4 - 2 * i] * tent[5 - 2 * j] if 0 <= 4 - 2 * i < 4 and 0 <= 5 - 2 * j < 4 else 0.0
+                              for j in range(4)] for i in range(4)])
+    torch.testing.assert_close(half, expected)
+    constant = torch.full((2, 6, 10), 0.3)
+    assert all(torch.allclose(level, torch.full_like(level, 0.3)) for level in mip_pyramid(constant, 4))
+    assert [tuple(level.shape) for level in mip_pyramid(torch.rand(2, 5, 3), 4)] == [(2, 5, 3), (2, 3, 2), (2, 2, 1),
+                                                                                     (2, 1, 1)]
+
+
+def test_mip_gradients_fade_smoothly_over_the_texels():
+    """A pixel reading level 2 sends its gradient over the texels as a smooth hill: with the 2x2
+    box it was a flat 4x4 block with a hard edge, which the optimiser painted as a lattice."""
+    texture = torch.rand(1, 64, 64, requires_grad=True)
+    mip_pyramid(texture, 3)[2][0, 8, 8].backward()
+    gradient = texture.grad[0]
+    assert float(gradient.sum()) == pytest.approx(1.0, rel=1e-5)
+    steps = max(float((gradient[1:] - gradient[:-1]).abs().max()), float((gradient[:, 1:] - gradient[:, :-1]).abs().max()))
+    assert steps < 0.4 * float(gradient.max())   # the box: a jump of the whole value
+    assert int((gradient > 0).sum()) == 10 * 10
 
 
 @pytest.mark.parametrize("shape", [(3, 64, 64), (3, 100, 60)])
