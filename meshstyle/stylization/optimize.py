@@ -44,7 +44,7 @@ from meshstyle.stylization.paint import nnfm_loss
 from meshstyle.stylization.patches import LevelPatch
 from meshstyle.common.progress import progress
 from meshstyle.atlas.seams import SeamFill, fill_seams
-from meshstyle.stylization.texture import LaplacianTexture, sample
+from meshstyle.stylization.texture import LaplacianTexture, mip_levels, mip_pyramid, sample
 
 CHECKPOINT_VERSION = 2   # 2: the run's atlas and input fingerprints, checked on resume
 NEUTRAL_FILL = 0.5   # grey behind uncovered pixels: no style pull towards any colour
@@ -357,6 +357,8 @@ def accumulate_gradients(texture: LaplacianTexture, views: list[TrainView], view
     image = objective.painted(texture())
     # Each patch back-propagates into this leaf and frees its VGG graph before the next one.
     leaf = image.detach().requires_grad_(True)
+    levels = mip_pyramid(leaf, mip_levels(*leaf.shape[-2:]))
+    level_leaves = [leaf] + [level.detach().requires_grad_(True) for level in levels[1:]]
     terms = LossTerms()
     summed: torch.Tensor | None = None
     for view, view_id in zip(views, view_ids):
@@ -364,11 +366,16 @@ def accumulate_gradients(texture: LaplacianTexture, views: list[TrainView], view
             if interrupt.requested and not world.enabled:   # ranks stop together, after the all_reduce
                 raise Interrupted(interrupt.signum or signal.SIGINT)
             patch_terms = patch_loss(leaf, target, objective, content_features.get((view_id, index)),
-                                     projection_key(step, view_id, index))
+                                     projection_key(step, view_id, index), pyramid=level_leaves)
             scale = target.patch.share
             (scale * (patch_terms[0] + patch_terms[1])).backward()
             terms.style += scale * patch_terms[0].item()
             terms.content += scale * patch_terms[1].item()
+        coarse = [(level, held.grad) for level, held in zip(levels[1:], level_leaves[1:]) if held.grad is not None]
+        if coarse:
+            torch.autograd.backward([pair[0] for pair in coarse], [pair[1] for pair in coarse], retain_graph=True)
+            for held in level_leaves[1:]:
+                held.grad = None
         if leaf.grad is not None:
             summed = leaf.grad if summed is None else summed.add_(leaf.grad)
             leaf.grad = None
@@ -414,12 +421,13 @@ def evaluate_views(image: torch.Tensor, views: list[TrainView], objective: Objec
 
 
 def patch_loss(image: torch.Tensor, target: PatchTarget, objective: Objective,
-               content_features: torch.Tensor | None, key: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               content_features: torch.Tensor | None, key: int | None = None,
+               pyramid: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(weighted style loss, weighted content loss) of one patch rendered from `image`; `key` seeds
     the random slices of the sliced Wasserstein loss."""
     patch = target.patch
     layout_image, layout_weight = target.layout()
-    return image_loss(render_patch(image, patch), patch.weight, objective, content_features, target.content_weight,
+    return image_loss(render_patch(image, patch, pyramid), patch.weight, objective, content_features, target.content_weight,
                       key, region=patch.region, layout_image=layout_image, layout_weight=layout_weight)
 
 
@@ -455,9 +463,9 @@ def image_loss(rendered: torch.Tensor, weight: torch.Tensor | None, objective: O
     return style, content
 
 
-def render_patch(image: torch.Tensor, patch: LevelPatch) -> torch.Tensor:
+def render_patch(image: torch.Tensor, patch: LevelPatch, pyramid: list[torch.Tensor] | None = None) -> torch.Tensor:
     """(3,h,w) the texture seen through a patch's UVs, uncovered pixels over a neutral grey."""
-    colours = sample(image, patch.uv, footprint=patch.footprint, mask=patch.mask)
+    colours = sample(image, patch.uv, footprint=patch.footprint, mask=patch.mask, pyramid=pyramid)
     return torch.where(patch.mask[None], colours, colours.new_full((), NEUTRAL_FILL))
 
 

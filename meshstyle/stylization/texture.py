@@ -59,8 +59,11 @@ def _tent_half(image: torch.Tensor) -> torch.Tensor:
     channels, height, width = image.shape
     padded = F.pad(image[None], (1, 1, 1, 1), mode="replicate")
     if height % 2 == 0 and width % 2 == 0:
-        kernel = (_TENT[:, None] * _TENT[None, :]).to(image)
-        return F.conv2d(padded, kernel.expand(channels, 1, 4, 4), stride=2, groups=channels)[0]
+        padded = padded[0]
+        rows = (padded[:, 0:height:2] + padded[:, 3:height + 3:2]) * 0.125 \
+            + (padded[:, 1:height + 1:2] + padded[:, 2:height + 2:2]) * 0.375
+        return (rows[:, :, 0:width:2] + rows[:, :, 3:width + 3:2]) * 0.125 \
+            + (rows[:, :, 1:width + 1:2] + rows[:, :, 2:width + 2:2]) * 0.375
     # Odd sides: blur, then the 2x2 average whose windows overlap where a side is odd.
     kernel = (_BLUR[:, None] * _BLUR[None, :]).to(image)
     blurred = F.conv2d(padded, kernel.expand(channels, 1, 3, 3), groups=channels)
@@ -73,7 +76,7 @@ def mip_levels(height: int, width: int) -> int:
 
 
 def sample(texture: torch.Tensor, uv: torch.Tensor, footprint: torch.Tensor | None = None,
-           mask: torch.Tensor | None = None) -> torch.Tensor:
+           mask: torch.Tensor | None = None, pyramid: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Colours of `texture` (C,H,W) at `uv` (H',W',2) or (N,H',W',2) -> (C,H',W') or (N,C,H',W').
 
     Bilinear without `footprint`. With a footprint (texture units of a side-1 texture covered by
@@ -103,7 +106,7 @@ def sample(texture: torch.Tensor, uv: torch.Tensor, footprint: torch.Tensor | No
         texels = footprint.reshape(-1).to(texture.dtype)
         texels = texels if pixel is None else texels[pixel]
         level = mip_level(texels, max(texture.shape[-2:]), mip_levels(*texture.shape[-2:]))
-        colours = _trilinear(texture, grid, level)
+        colours = _trilinear(texture, grid, level, pyramid)
     if pixel is not None:
         colours = colours.new_zeros(texture.shape[0], math.prod(image_shape)).index_copy(1, pixel, colours)
     images = colours.reshape(texture.shape[0], *image_shape)
@@ -135,7 +138,8 @@ def _bilinear(level: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return values[0, :, 0]
 
 
-def _trilinear(texture: torch.Tensor, grid: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+def _trilinear(texture: torch.Tensor, grid: torch.Tensor, level: torch.Tensor,
+               pyramid: list[torch.Tensor] | None = None) -> torch.Tensor:
     """(C,P) colours blended between mip levels floor(level) and floor(level)+1.
 
     Pixels are sorted by their lower level so each level is read with one lookup on a contiguous
@@ -148,7 +152,8 @@ def _trilinear(texture: torch.Tensor, grid: torch.Tensor, level: torch.Tensor) -
     # A stable sort of small integers takes torch's radix path: ~12x faster than the default here.
     order = torch.argsort(lower, stable=True)
     counts = torch.bincount(lower).tolist()
-    pyramid = mip_pyramid(texture, min(len(counts) + 1, mip_levels(*texture.shape[-2:])))
+    if pyramid is None:
+        pyramid = mip_pyramid(texture, min(len(counts) + 1, mip_levels(*texture.shape[-2:])))
     sorted_grid = grid[order]
     near, far, start = [], [], 0
     for index, count in enumerate(counts):
