@@ -7,7 +7,8 @@ import torch
 
 from meshstyle.views.cameras import Camera, intrinsics_from_fov, look_at
 from meshstyle.raster.rasterizer import Rasterizer
-from meshstyle.stylization.texture import MIP_BIAS, LaplacianTexture, mip_level, mip_pyramid, sample, uv_to_grid
+from meshstyle.stylization.texture import (MIP_BIAS, LaplacianTexture, StepMips, mip_level, mip_pyramid, sample,
+                                          uv_to_grid)
 
 RED, GREEN, BLUE, YELLOW = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0)
 
@@ -160,6 +161,31 @@ def test_batched_views_match_single_views():
     assert empty.shape == (3, 10, 12) and not empty.any()
     empty.sum().backward()
     assert not leaf.grad.any()
+
+
+def test_step_mips_give_the_gradient_of_a_pyramid_per_crop():
+    """Crops reading one shared pyramid, folded back after them, leave on the texture the gradient
+    that each crop building its own pyramid leaves: same colours, same texels, same values."""
+    generator = torch.Generator().manual_seed(4)
+    texture = torch.rand(3, 64, 64, generator=generator)
+    crops = [(torch.rand(9, 11, 2, generator=generator), torch.rand(9, 11, generator=generator) * 0.15,
+              torch.rand(9, 11, generator=generator) > 0.2) for _ in range(3)]
+    weights = [torch.rand(3, 9, 11, generator=generator) for _ in crops]
+
+    own = texture.clone().requires_grad_(True)
+    own_colours = [sample(own, uv, footprint, mask) for uv, footprint, mask in crops]
+    sum((colours * weight).sum() for colours, weight in zip(own_colours, weights)).backward()
+
+    shared = texture.clone().requires_grad_(True)
+    mips = StepMips.of(shared)
+    for (uv, footprint, mask), weight, expected in zip(crops, weights, own_colours):
+        colours = sample(shared, uv, footprint, mask, pyramid=mips.levels)
+        torch.testing.assert_close(colours, expected.detach())
+        (colours * weight).sum().backward()
+    assert any(level.grad is not None and level.grad.any() for level in mips.levels[1:])   # coarse levels were read
+    mips.fold()
+    assert all(level.grad is None for level in mips.levels[1:])
+    torch.testing.assert_close(shared.grad, own.grad)
 
 
 def test_mip_pyramid_filters_with_the_tent():

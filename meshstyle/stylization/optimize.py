@@ -44,7 +44,7 @@ from meshstyle.stylization.paint import nnfm_loss
 from meshstyle.stylization.patches import LevelPatch
 from meshstyle.common.progress import progress
 from meshstyle.atlas.seams import SeamFill, fill_seams
-from meshstyle.stylization.texture import LaplacianTexture, mip_levels, mip_pyramid, sample
+from meshstyle.stylization.texture import LaplacianTexture, StepMips, sample
 
 CHECKPOINT_VERSION = 2   # 2: the run's atlas and input fingerprints, checked on resume
 NEUTRAL_FILL = 0.5   # grey behind uncovered pixels: no style pull towards any colour
@@ -357,8 +357,7 @@ def accumulate_gradients(texture: LaplacianTexture, views: list[TrainView], view
     image = objective.painted(texture())
     # Each patch back-propagates into this leaf and frees its VGG graph before the next one.
     leaf = image.detach().requires_grad_(True)
-    levels = mip_pyramid(leaf, mip_levels(*leaf.shape[-2:]))
-    level_leaves = [leaf] + [level.detach().requires_grad_(True) for level in levels[1:]]
+    mips = StepMips.of(leaf)
     terms = LossTerms()
     summed: torch.Tensor | None = None
     for view, view_id in zip(views, view_ids):
@@ -366,16 +365,14 @@ def accumulate_gradients(texture: LaplacianTexture, views: list[TrainView], view
             if interrupt.requested and not world.enabled:   # ranks stop together, after the all_reduce
                 raise Interrupted(interrupt.signum or signal.SIGINT)
             patch_terms = patch_loss(leaf, target, objective, content_features.get((view_id, index)),
-                                     projection_key(step, view_id, index), pyramid=level_leaves)
+                                     projection_key(step, view_id, index), pyramid=mips.levels)
             scale = target.patch.share
             (scale * (patch_terms[0] + patch_terms[1])).backward()
             terms.style += scale * patch_terms[0].item()
             terms.content += scale * patch_terms[1].item()
-        coarse = [(level, held.grad) for level, held in zip(levels[1:], level_leaves[1:]) if held.grad is not None]
-        if coarse:
-            torch.autograd.backward([pair[0] for pair in coarse], [pair[1] for pair in coarse], retain_graph=True)
-            for held in level_leaves[1:]:
-                held.grad = None
+        # Folded per view, not per step, so a view's gradient is the same sum of the same terms
+        # whichever rank it runs on (tests/test_distributed.py).
+        mips.fold()
         if leaf.grad is not None:
             summed = leaf.grad if summed is None else summed.add_(leaf.grad)
             leaf.grad = None
