@@ -42,7 +42,10 @@ def test_side_gives_the_painted_pixels_the_wanted_texels():
     side, wanted = view_texture_size([pyramid], 1, reference, 1.5, 64, 16384)
     focal = float(camera.scaled(heights[1]).K[1, 1])
     assert wanted == pytest.approx(1.5 * focal * SIDE_M / distance, rel=0.03)
-    assert side == 2 ** math.ceil(math.log2(wanted))
+    assert side == 2 ** round(math.log2(wanted))   # the nearest power of two
+    # Just over a power of two keeps it; past √2 of it takes the next one.
+    for over, expected in [(1.05, 512), (1.40, 512), (1.45, 1024)]:
+        assert view_texture_size([pyramid], 1, reference, 1.5 * over * 512 / wanted, 64, 16384)[0] == expected
     assert view_texture_size([pyramid], 1, reference, 3.0, 64, 16384)[1] == pytest.approx(2 * wanted, rel=1e-6)
 
 

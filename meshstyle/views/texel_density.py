@@ -1,6 +1,8 @@
 """The atlas side the views need: texels per pixel where the loss paints them."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from meshstyle.atlas.texture_size import power_of_two_side
@@ -9,8 +11,10 @@ from meshstyle.raster.fragments import ViewPyramid
 
 def view_texture_size(pyramids: list[ViewPyramid], level: int, depth_reference: float,
                       texels_per_pixel: float, smallest: int, largest: int) -> tuple[int, float]:
-    """(power-of-two side in [smallest, largest], the side wanted): the atlas side at which the
-    median covered pixel of the views, painted at its depth level, spans `texels_per_pixel` texels.
+    """(power-of-two side in [smallest, largest], the side wanted): the power of two nearest (in
+    log scale) the atlas side at which the median covered pixel of the views, painted at its depth
+    level, spans `texels_per_pixel` texels, so the density lands within √2 of it. Rounding up
+    instead would double the side, and add 40% to a step's time, for a scene wanting 3% more.
 
     A pixel at depth d is painted at the level h_0 d / d_0 high (clamped to the pyramid), where
     one pixel spans footprint * h / h_paint of a side-1 texture along its longer axis; times
@@ -34,4 +38,4 @@ def view_texture_size(pyramids: list[ViewPyramid], level: int, depth_reference: 
     sides = torch.cat(wanted).double()
     stride = max(1, sides.numel() // 1_000_000)   # torch.quantile refuses very large inputs
     side = float(torch.quantile(sides[::stride], 0.5))
-    return power_of_two_side(side, smallest, largest), side
+    return power_of_two_side(side / math.sqrt(2.0), smallest, largest), side
