@@ -74,7 +74,7 @@ class RasterConfig:
 
 @dataclass
 class TextureConfig:
-    size: int = ranged(1024, 16, 16384, also=(0,))   # atlas resolution (square); 0 = choose (texels_per_metre, else the views; README)
+    size: int = ranged(0, 16, 16384, also=(0,))      # atlas resolution (square); 0 = choose (texels_per_metre, else the views; README)
     texels_per_metre: float = ranged(0.0, 0.0)     # with size 0: this texel density; 0 = from the views (texels_per_pixel)
     texels_per_pixel: float = ranged(1.5, 0.0, above=True)   # with size 0 and no density: texels per painted pixel (README)
     max_size: int = ranged(2048, 64, 16384)        # largest side size 0 may choose
