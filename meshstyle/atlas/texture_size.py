@@ -28,7 +28,7 @@ def pack_size(scene: Scene, size: int, texels_per_metre: float, max_size: int) -
         return size
     if texels_per_metre > 0:
         return default_texture_size(scene, texels_per_metre, max_size)
-    return min(VIEW_PACK_SIZE, power_of_two_side(max_size, 64, max_size))
+    return power_of_two_side(VIEW_PACK_SIZE, 64, max_size)
 
 
 def power_of_two_side(side: float, smallest: int, largest: int) -> int:
