@@ -85,7 +85,7 @@ class TextureConfig:
 @dataclass
 class LossConfig:
     style_weight: float = ranged(1.0, 0.0)         # weight of the style loss
-    content_weight: float = ranged(0.3, 0.0)       # weight of the content loss; with the palette step outlines and regions survive (README)
+    content_weight: float = ranged(0.1, 0.0)       # weight of the relu4_2 content loss; the colour layout holds regions (README)
     style_layers: tuple[str, ...] = ranged(("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),   # VGG-19 layers whose statistics are matched
                                            choices=VGG19_LAYERS)
     style_layer_weights: tuple[float, ...] = ranged((1.0, 1.0, 1.0, 1.0, 1.0), 0.0)   # one weight per style layer
