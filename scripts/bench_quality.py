@@ -4,6 +4,7 @@
     .venv/bin/python scripts/bench_quality.py --scenes demo-room --styles starry_night \\
         --set loss.nnfm_weight=1 --set optim.iters=100 --label nnfm   # one experimental setting
     .venv/bin/python scripts/bench_quality.py --speed               # demo, demo --quick timings too
+    .venv/bin/python scripts/bench_quality.py --scenes demo-room --seed 0 1 2   # each row at 3 seeds, with the spread
     .venv/bin/python scripts/bench_quality.py --from-json docs/bench/*.json \\
         --markdown docs/bench_quality.md --readme README.md          # the README table, from the rows kept
 
@@ -317,11 +318,11 @@ def ceiling(loaded, config: StylizeConfig, config_dict: dict, steps: int, cache_
 # --------------------------------------------------------------------------------------------
 
 def bench_one(scene: str, style: str, label: str, overrides: list[str], args: argparse.Namespace,
-              with_ceiling: bool = True) -> dict:
+              with_ceiling: bool = True, seed: int = 0) -> dict:
     out = Path(args.out) / label / f"{scene}-{style}"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = meshstyle_command() + ["stylize", scene_path(scene), "--style", style_path(style), "--out", str(out),
-                                     "--overwrite", "--seed", str(args.seed)]
+                                     "--overwrite", "--seed", str(seed)]
     for item in overrides:
         command += ["--set", item]
     if args.device != "cpu":
@@ -364,6 +365,7 @@ def bench_one(scene: str, style: str, label: str, overrides: list[str], args: ar
         "painted": coverage.get("painted_share", coverage.get("seen_share", float("nan"))),
         "wall_s": child.wall_s, "peak_gb": child.peak_gb,
         "ssim": report["content"].get("ssim", float("nan")),
+        "seed": seed,
     }
     row["style_x"] = row["style_swd"] / row["ceiling_swd"]
     row["content_x"] = row["content"] / row["ceiling_content"]
@@ -449,6 +451,31 @@ def verdict(rows: list[dict]) -> list[str]:
     return notes
 
 
+def seed_spread(rows: list[dict]) -> list[str]:
+    """One line per scene, style and setting run at several seeds (rows LABEL-sN): the range and
+    mean of each ratio and how many seeds meet both bars. With a few held-out views a row moves by
+    more between seeds than most settings move it, so a verdict means something only over seeds."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for row in rows:
+        suffix = f"-s{row.get('seed')}"
+        # Only rows named for their seed: one-seed runs of a label in other rounds ran other code.
+        if "failed" in row or np.isnan(row["style_x"]) or not row["setting"].endswith(suffix):
+            continue
+        groups.setdefault((row["scene"], row["style"], row["setting"].removesuffix(suffix)), []).append(row)
+    notes = []
+    for (scene, style, setting), group in groups.items():
+        if len(group) < 2:
+            continue
+        style_x = np.array([row["style_x"] for row in group])
+        content_x = np.array([row["content_x"] for row in group])
+        meets = int(np.sum((style_x <= STYLE_BOUND) & (content_x <= CONTENT_BOUND)))
+        notes.append(f"{scene} x {style} [{setting}] over {len(group)} seeds: "
+                     f"style {style_x.min():.2f}-{style_x.max():.2f}x (mean {style_x.mean():.2f}), "
+                     f"content {content_x.min():.2f}-{content_x.max():.2f}x (mean {content_x.mean():.2f}); "
+                     f"meets both bars at {meets} of {len(group)} seeds")
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", nargs="+", default=list(SCENES))
@@ -472,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-strengths", action="store_true", help="skip the main rows, run only --strengths")
     parser.add_argument("--strength-sheet", help="JPEG: original | each strength, for two held-out views")
     parser.add_argument("--speed", action="store_true", help="also time `meshstyle demo` and `demo --quick`")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, nargs="+", default=[0],
+                        help="seed of the runs (their training and held-out views, the optimiser); several "
+                        "run every row once per seed, as setting LABEL-sN, and print each ratio's spread")
     parser.add_argument("--device", default="cpu", help="cpu | cuda: the 3-D runs and the 2-D ceiling run there")
     parser.add_argument("--out", default=str(ROOT / "out" / "bench_quality"))
     parser.add_argument("--markdown", help="also write the tables as markdown to this file (the README's copy)")
@@ -485,17 +514,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         return tables_from_json(args)
     overrides = (quick_overrides() if args.quick else []) + args.set
-    rows = [bench_one(scene, style, args.label, overrides, args, with_ceiling=not args.no_ceiling)
-            for scene in args.scenes for style in args.styles if not args.only_strengths]
+    several = len(args.seed) > 1
+    rows = [bench_one(scene, style, f"{args.label}-s{seed}" if several else args.label, overrides, args,
+                      with_ceiling=not args.no_ceiling, seed=seed)
+            for seed in args.seed for scene in args.scenes for style in args.styles if not args.only_strengths]
     print()
     print(table(rows, markdown=False))
-    for note in verdict(rows):
+    for note in verdict(rows) + seed_spread(rows):
         print(note)
     if args.strengths:
         scene, style = args.scenes[0], args.styles[0]
         # Without the ceiling: these rows show how far each strength moves style and content.
         strength_rows = [bench_one(scene, style, f"strength-{value:g}", overrides + [f"loss.style_strength={value:g}"],
-                                   args, with_ceiling=False) for value in args.strengths]
+                                   args, with_ceiling=False, seed=args.seed[0]) for value in args.strengths]
         rows += strength_rows
         print(table(strength_rows, markdown=False))
         if args.strength_sheet:
@@ -527,7 +558,7 @@ def tables_from_json(args: argparse.Namespace) -> int:
         speed_rows += data["speed"]
         commands.append(data.get("command", "?"))
     print(table(rows, markdown=False))
-    for note in verdict(rows):
+    for note in verdict(rows) + seed_spread(rows):
         print(note)
     if args.markdown:
         write_markdown(Path(args.markdown), rows, speed_rows, commands)
@@ -554,6 +585,9 @@ def write_markdown(path: Path, rows: list[dict], speed_rows: list[dict], command
         lines += ["| command | wall_s | peak_gb |", "|---|---|---|"]
         lines += [f"| `{row['command']}` | {row['wall_s']:.0f} | {row['peak_gb']:.2f} |" for row in speed_rows]
         lines.append("")
+    spread = seed_spread(rows)
+    if spread:
+        lines += ["Over seeds (rows named LABEL-sN):", ""] + [f"- {note}" for note in spread] + [""]
     lines += ["Measured by:", ""] + [f"    {command}" for command in commands] + ["", MARKDOWN_END]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -70,6 +70,40 @@ def test_bench_table_formats_rows_as_the_markdown_file_does(tmp_path):
     assert text.splitlines()[2].startswith("| demo-room | starry_night | defaults | 1.5 |")
 
 
+
+def test_seed_spread_summarises_only_rows_named_for_their_seed(tmp_path):
+    bench = bench_module()
+    base = {column: 1.0 for column in bench.COLUMNS}
+    rows = [dict(base, scene="demo-room", style="great_wave", setting="gpu-s0", seed=0, style_x=1.2, content_x=0.9),
+            dict(base, scene="demo-room", style="great_wave", setting="gpu-s1", seed=1, style_x=1.4, content_x=1.1),
+            dict(base, scene="demo-room", style="great_wave", setting="gpu-s2", seed=2, style_x=1.3, content_x=0.95),
+            # one-seed runs of a label are not a spread, nor rows without their seed in the name
+            dict(base, scene="demo-room", style="great_wave", setting="other", seed=0, style_x=1.0, content_x=1.0),
+            dict(base, scene="demo-room", style="great_wave", setting="cw01-s1", style_x=9.0, content_x=9.0),
+            dict(base, scene="redkitchen", style="great_wave", setting="gpu-s0", seed=0, style_x=1.1, content_x=1.0)]
+    notes = bench.seed_spread(rows)
+    assert notes == ["demo-room x great_wave [gpu] over 3 seeds: style 1.20-1.40x (mean 1.30), "
+                     "content 0.90-1.10x (mean 0.98); meets both bars at 1 of 3 seeds"]
+    path = tmp_path / "bench.md"
+    bench.write_markdown(path, rows, [], ["python scripts/bench_quality.py"])
+    assert f"- {notes[0]}" in path.read_text().splitlines()
+
+
+def test_several_seeds_run_every_row_once_per_seed_under_its_own_label(tmp_path, monkeypatch, capsys):
+    bench = bench_module()
+    calls = []
+
+    def fake_bench_one(scene, style, label, overrides, args, with_ceiling=True, seed=0):
+        calls.append((scene, style, label, seed))
+        row = {column: 1.0 for column in bench.COLUMNS}
+        row.update(scene=scene, style=style, setting=label, seed=seed, style_x=1.1 + seed / 10, content_x=0.9)
+        return row
+
+    monkeypatch.setattr(bench, "bench_one", fake_bench_one)   # the loop under test, not a stylize run
+    assert bench.main(["--scenes", "demo-room", "--styles", "great_wave", "--seed", "0", "2",
+                       "--json", str(tmp_path / "rows.json")]) == 0
+    assert calls == [("demo-room", "great_wave", "defaults-s0", 0), ("demo-room", "great_wave", "defaults-s2", 2)]
+    assert "[defaults] over 2 seeds: style 1.10-1.30x" in capsys.readouterr().out
 def test_ceiling_key_follows_the_loss_but_not_what_the_ceiling_never_reads():
     from dataclasses import asdict
 
