@@ -365,7 +365,7 @@ def prepare(scene: Scene, style: str | Path | np.ndarray, config: StylizeConfig,
         "patches_per_view": len(patches) / len(views),
         "patch_pixels_per_view": sum(p.pixels for p in patches) / len(views),
         "level_pixels": {str(k): sum(p.pixels for p in patches if p.level == k) for k in range(len(heights))},
-        # What precision=auto chose on this machine (it is measured: vgg.bfloat16_pays_off).
+        # What precision=auto chose on this machine (from its CPU flags: vgg.bfloat16_pays_off).
         "vgg_precision": str(vgg.compute_dtype).removeprefix("torch."),
     }
     if plan is not None:
@@ -756,8 +756,8 @@ def reference_level(config: StylizeConfig) -> int:
 def vgg_dtype(config: StylizeConfig) -> torch.dtype:
     """The VGG's compute precision. bfloat16 autocast measured as good as float32 on demo-room
     (holdout style loss 0.45x vs 0.46x of the start, judged by the float32 network) and 1.5x
-    faster per step where the CPU is fast at it; "auto" uses it only where a measurement on this
-    machine says so (`bfloat16_pays_off`)."""
+    faster per step where the CPU is fast at it; "auto" uses it only on CPUs with AMX
+    (`bfloat16_pays_off`), so a seed gives one texture on a machine however busy it is."""
     choice = config.optim.precision
     if choice == "auto":
         fast = config.device == "cpu" and bfloat16_pays_off()

