@@ -70,7 +70,6 @@ def test_bench_table_formats_rows_as_the_markdown_file_does(tmp_path):
     assert text.splitlines()[2].startswith("| demo-room | starry_night | defaults | 1.5 |")
 
 
-
 def test_seed_spread_summarises_only_rows_named_for_their_seed(tmp_path):
     bench = bench_module()
     base = {column: 1.0 for column in bench.COLUMNS}
@@ -104,6 +103,8 @@ def test_several_seeds_run_every_row_once_per_seed_under_its_own_label(tmp_path,
                        "--json", str(tmp_path / "rows.json")]) == 0
     assert calls == [("demo-room", "great_wave", "defaults-s0", 0), ("demo-room", "great_wave", "defaults-s2", 2)]
     assert "[defaults] over 2 seeds: style 1.10-1.30x" in capsys.readouterr().out
+
+
 def test_ceiling_key_follows_the_loss_but_not_what_the_ceiling_never_reads():
     from dataclasses import asdict
 
